@@ -1,0 +1,168 @@
+"""API keys: created once, stored as a SHA-256 hash, checked against an in-memory ring.
+
+The full key is shown exactly once, when it is created; only its hash and a masked
+label are kept. Authentication is a dict lookup and never touches the database.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from crossroads.storage.repos import GenerationStore, KeyStore
+
+KEY_PREFIX = "sk-cr-v1-"
+
+
+def hash_key(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def mask_key(key: str) -> str:
+    return f"{key[:12]}...{key[-4:]}"
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    return value.replace(tzinfo=timezone.utc) if value is not None and value.tzinfo is None else value
+
+
+def _period_starts(now: datetime) -> dict[str, datetime]:
+    day = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    return {"daily": day, "weekly": day - timedelta(days=day.weekday()), "monthly": day.replace(day=1)}
+
+
+@dataclass(slots=True)
+class Usage:
+    """Spend in USD: all time and for the current UTC day, week (from Monday) and month."""
+
+    total: float = 0.0
+    periods: dict[str, float] = field(default_factory=lambda: {"daily": 0.0, "weekly": 0.0, "monthly": 0.0})
+    starts: dict[str, datetime] = field(default_factory=lambda: _period_starts(datetime.now(timezone.utc)))
+
+    def add(self, cost: float, at: datetime) -> None:
+        for period, start in _period_starts(at).items():
+            if start != self.starts[period]:
+                self.starts[period], self.periods[period] = start, 0.0
+        self.total += cost
+        for period in self.periods:
+            self.periods[period] += cost
+
+
+@dataclass(slots=True)
+class ApiKey:
+    hash: str
+    name: str
+    label: str
+    created_at: datetime
+    is_management: bool = False
+    disabled: bool = False
+    limit: float | None = None
+    limit_reset: str | None = None
+    include_byok_in_limit: bool = False
+    creator_user_id: str | None = None
+    updated_at: datetime | None = None
+    expires_at: datetime | None = None
+    usage: Usage = field(default_factory=Usage)
+
+    def row(self) -> dict[str, Any]:
+        return {f: getattr(self, f) for f in self.__slots__ if f != "usage"}
+
+    def expired(self, now: datetime) -> bool:
+        return self.expires_at is not None and _aware(self.expires_at) <= now
+
+    def public(self) -> dict[str, Any]:
+        """OpenRouter's key object (`/keys`)."""
+        spent = self.usage.periods[self.limit_reset] if self.limit_reset else self.usage.total
+        iso = lambda d: _aware(d).isoformat() if d else None  # noqa: E731
+        return {
+            "hash": self.hash,
+            "name": self.name,
+            "label": self.label,
+            "disabled": self.disabled,
+            "limit": self.limit,
+            "limit_remaining": None if self.limit is None else max(0.0, self.limit - spent),
+            "limit_reset": self.limit_reset,
+            "include_byok_in_limit": self.include_byok_in_limit,
+            "usage": self.usage.total,
+            "usage_daily": self.usage.periods["daily"],
+            "usage_weekly": self.usage.periods["weekly"],
+            "usage_monthly": self.usage.periods["monthly"],
+            "byok_usage": 0.0,
+            "byok_usage_daily": 0.0,
+            "byok_usage_weekly": 0.0,
+            "byok_usage_monthly": 0.0,
+            "created_at": iso(self.created_at),
+            "updated_at": iso(self.updated_at),
+            "expires_at": iso(self.expires_at),
+            "creator_user_id": self.creator_user_id,
+            "workspace_id": None,
+        }
+
+
+class KeyRing:
+    """Every key, by hash, in memory; writes go through to the store."""
+
+    def __init__(self, store: KeyStore) -> None:
+        self._store = store
+        self._keys: dict[str, ApiKey] = {}
+
+    async def load(self, generations: GenerationStore) -> None:
+        """Every stored key, with its spend so far."""
+        rows = await self._store.all()
+        self._keys = {r["hash"]: ApiKey(**r) for r in rows}
+        starts = _period_starts(datetime.now(timezone.utc))
+        for key_hash, spent in (await generations.spend_by_key(starts)).items():
+            if key_hash in self._keys:
+                usage = self._keys[key_hash].usage
+                usage.total = spent["total"]
+                usage.periods = {p: spent[p] for p in usage.periods}
+                usage.starts = starts
+
+    def authenticate(self, token: str) -> ApiKey | None:
+        key = self._keys.get(hash_key(token))
+        if key is None or key.disabled or key.expired(datetime.now(timezone.utc)):
+            return None
+        return key
+
+    def get(self, key_hash: str) -> ApiKey | None:
+        return self._keys.get(key_hash)
+
+    def list(self, *, include_management: bool = False) -> list[ApiKey]:
+        return [k for k in self._keys.values() if include_management or not k.is_management]
+
+    def add_ephemeral(self, token: str, name: str, *, is_management: bool) -> ApiKey:
+        """A key known for this process only (the management key from the environment)."""
+        key = ApiKey(hash_key(token), name, mask_key(token), datetime.now(timezone.utc), is_management=is_management)
+        self._keys[key.hash] = key
+        return key
+
+    def has_stored_management_key(self) -> bool:
+        return any(k.is_management for k in self._keys.values())
+
+    async def create(self, name: str, *, is_management: bool = False, **fields: Any) -> tuple[str, ApiKey]:
+        token = KEY_PREFIX + secrets.token_hex(32)
+        key = ApiKey(
+            hash_key(token), name, mask_key(token), datetime.now(timezone.utc), is_management=is_management, **fields
+        )
+        await self._store.insert(key.row())
+        self._keys[key.hash] = key
+        return token, key
+
+    async def update(self, key: ApiKey, **fields: Any) -> ApiKey:
+        fields["updated_at"] = datetime.now(timezone.utc)
+        await self._store.update(key.hash, fields)
+        for name, value in fields.items():
+            setattr(key, name, value)
+        return key
+
+    async def delete(self, key: ApiKey) -> None:
+        await self._store.delete(key.hash)
+        self._keys.pop(key.hash, None)
+
+    def charge(self, key_hash: str | None, cost: float, at: datetime) -> None:
+        key = self._keys.get(key_hash or "")
+        if key is not None and cost:
+            key.usage.add(cost, at)

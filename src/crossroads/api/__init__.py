@@ -1,0 +1,29 @@
+"""The HTTP API under /api/v1 (and the /v1 alias), shaped like OpenRouter's."""
+
+from __future__ import annotations
+
+from starlette.routing import BaseRoute, Mount, Route
+
+from crossroads.api import accounts, catalog, chat
+
+
+def _routes() -> list[BaseRoute]:
+    return [
+        Route("/chat/completions", chat.chat_completions, methods=["POST"]),
+        Route("/models", catalog.list_models, methods=["GET"]),
+        Route("/models/count", catalog.count_models, methods=["GET"]),
+        Route("/models/{author}/{slug}/endpoints", catalog.list_endpoints, methods=["GET"]),
+        Route("/model/{author}/{slug}", catalog.get_model, methods=["GET"]),
+        Route("/providers", catalog.list_providers, methods=["GET"]),
+        Route("/generation", accounts.get_generation, methods=["GET"]),
+        Route("/key", accounts.current_key, methods=["GET"]),
+        Route("/auth/key", accounts.current_key, methods=["GET"]),
+        Route("/keys", accounts.list_keys, methods=["GET"]),
+        Route("/keys", accounts.create_key, methods=["POST"]),
+        Route("/keys/{hash}", accounts.one_key, methods=["GET", "PATCH", "DELETE"]),
+    ]
+
+
+def api_routes() -> list[BaseRoute]:
+    routes = _routes()
+    return [Mount("/api/v1", routes=routes), Mount("/v1", routes=routes)]

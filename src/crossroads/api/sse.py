@@ -1,0 +1,100 @@
+"""The streaming response of chat completions, as a raw ASGI responder.
+
+The HTTP status is chosen late: the response starts when the first chunk is ready, so
+an error before it is still a plain JSON error with the right status. If the first
+chunk is slow, the response starts anyway and `: OPENROUTER PROCESSING` comments keep
+the connection alive while the router may still fall back. A client that disconnects
+cancels the relay, which closes the upstream connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+from starlette.types import Receive, Scope, Send
+
+from crossroads.errors import GatewayError
+
+KEEPALIVE = b": OPENROUTER PROCESSING\n\n"
+DONE = b"data: [DONE]\n\n"
+
+
+def _event(chunk: dict[str, Any]) -> bytes:
+    return b"data: " + orjson.dumps(chunk) + b"\n\n"
+
+
+class SSEStream:
+    def __init__(self, chunks: AsyncIterator[dict[str, Any]], headers: dict[str, str], keepalive: float) -> None:
+        self.chunks = chunks
+        self.headers = headers
+        self.keepalive = keepalive
+        self.started = False
+
+    async def _start(self, send: Send, status: int = 200, content_type: bytes = b"text/event-stream") -> None:
+        headers = [(b"content-type", content_type)]
+        if content_type.startswith(b"text/event-stream"):
+            headers += [(b"cache-control", b"no-cache"), (b"x-accel-buffering", b"no")]
+        headers += [(k.lower().encode(), v.encode()) for k, v in self.headers.items()]
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        self.started = True
+
+    async def _relay(self, send: Send) -> None:
+        body = lambda data: send({"type": "http.response.body", "body": data, "more_body": True})  # noqa: E731
+        first = asyncio.ensure_future(anext(self.chunks))
+        try:
+            while True:
+                done, _ = await asyncio.wait({first}, timeout=self.keepalive)
+                if done:
+                    break
+                if not self.started:
+                    await self._start(send)
+                await body(KEEPALIVE)
+            chunk = first.result()
+        except GatewayError as error:
+            if not self.started:
+                self.headers.update(error.headers)
+                await self._start(send, error.status, b"application/json")
+                await send({"type": "http.response.body", "body": orjson.dumps(error.envelope())})
+                return
+            await body(_event({"error": {"code": error.status, "message": error.message,
+                                         "metadata": error.metadata}, "choices": []}))
+            await send({"type": "http.response.body", "body": b""})
+            return
+        finally:
+            if not first.done():  # cancelled by a disconnect: let the relay unwind first
+                first.cancel()
+                await asyncio.wait({first})
+        if not self.started:
+            await self._start(send)
+        await body(_event(chunk))
+        async for chunk in self.chunks:
+            await body(_event(chunk))
+            if chunk.get("error"):  # a failure mid-stream: the error chunk is the last event
+                await send({"type": "http.response.body", "body": b""})
+                return
+        await send({"type": "http.response.body", "body": DONE})
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        relay = asyncio.ensure_future(self._relay(send))
+
+        async def watch_disconnect() -> None:
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    relay.cancel()
+                    return
+
+        watcher = asyncio.ensure_future(watch_disconnect())
+        try:
+            await relay
+        except asyncio.CancelledError:
+            if not relay.cancelled():
+                raise
+        except OSError:  # the socket went away while we wrote
+            pass
+        finally:
+            watcher.cancel()
+            await self.chunks.aclose()  # type: ignore[attr-defined]

@@ -1,0 +1,128 @@
+"""Build the in-memory catalog from the bundled data and an optional user YAML config.
+
+A config file adds providers and models and overrides bundled ones field by field;
+endpoints of a model are merged by tag. Decoding is strict: a typo in a config file
+fails at start with the path of the bad field.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import yaml
+
+from crossroads.catalog.catalog import Catalog, Model
+from crossroads.schema.catalog import ModelSpec, Provider
+
+_NO_KEY_NEEDED = "requires_key"
+
+
+class ConfigError(Exception):
+    """The config file cannot be used; the message says where and why."""
+
+
+def read_config(path: str | Path | None) -> dict[str, Any]:
+    if path is None:
+        return {}
+    try:
+        data = yaml.safe_load(Path(path).read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"cannot read config {path}: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config {path} must be a mapping with 'providers' and 'models'")
+    unknown = set(data) - {"providers", "models", "server"}
+    if unknown:
+        raise ConfigError(f"config {path}: unknown top-level keys {sorted(unknown)}")
+    return data
+
+
+def _bundled() -> dict[str, Any]:
+    raw = resources.files("crossroads.catalog").joinpath("data/catalog.json").read_bytes()
+    return msgspec.json.decode(raw)
+
+
+def _merge_by(key: str, base: Iterable[dict[str, Any]], overrides: Iterable[dict[str, Any]]) -> dict[str, dict]:
+    merged = {item[key]: dict(item) for item in base}
+    for item in overrides:
+        if not isinstance(item, dict) or key not in item:
+            raise ConfigError(f"every entry needs '{key}': {item!r}")
+        merged[item[key]] = {**merged.get(item[key], {}), **item}
+    return merged
+
+
+def _merge_models(base: list[dict], overrides: list[dict]) -> dict[str, dict]:
+    bundled = {m["id"]: m for m in base}
+    merged = _merge_by("id", base, overrides)
+    for item in overrides:
+        old = bundled.get(item["id"])
+        if old and "endpoints" in item:
+            by_tag = {e["tag"]: e for e in old.get("endpoints", [])}
+            for e in item["endpoints"]:
+                by_tag[e.get("tag") or e.get("provider")] = e
+            merged[item["id"]]["endpoints"] = list(by_tag.values())
+    return merged
+
+
+def _decode(kind: type, data: dict[str, Any], where: str) -> Any:
+    try:
+        return msgspec.convert(data, kind)
+    except msgspec.ValidationError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+
+
+def _usability(provider: Provider, adapters: Iterable[str], env: Mapping[str, str], requires_key: bool) -> str | None:
+    if provider.api is None:
+        return "no wire protocol is known for this provider; set 'api' in the config"
+    if provider.api not in adapters:
+        return f"the '{provider.api}' wire protocol is not supported yet"
+    if not provider.base_url:
+        return "no base_url; set one in the config"
+    if provider.api_key:
+        return None
+    if provider.api_key_env:
+        if env.get(provider.api_key_env):
+            provider.api_key = env[provider.api_key_env]
+            return None
+        return f"missing credentials: set {provider.api_key_env}"
+    if requires_key:
+        return "missing credentials: add api_key_env for this provider in the config"
+    return None
+
+
+def load_catalog(
+    config: Mapping[str, Any],
+    *,
+    adapters: Iterable[str],
+    env: Mapping[str, str] | None = None,
+    created: int = 0,
+) -> Catalog:
+    """The catalog: bundled data overlaid with `config` (already read from YAML)."""
+    env = os.environ if env is None else env
+    adapters = set(adapters)
+    bundled = _bundled()
+    providers_raw = _merge_by(
+        "slug",
+        ({**p, _NO_KEY_NEEDED: True} for p in bundled["providers"]),
+        config.get("providers") or [],
+    )
+    providers: dict[str, Provider] = {}
+    for slug, raw in providers_raw.items():
+        requires_key = bool(raw.pop(_NO_KEY_NEEDED, False))
+        provider = _decode(Provider, raw, f"provider {slug}")
+        provider.unusable_reason = _usability(provider, adapters, env, requires_key)
+        providers[slug] = provider
+
+    models: dict[str, Model] = {}
+    for model_id, raw in _merge_models(bundled["models"], config.get("models") or []).items():
+        spec = _decode(ModelSpec, raw, f"model {model_id}")
+        for e in spec.endpoints:
+            if e.provider not in providers:
+                raise ConfigError(f"model {model_id}: endpoint names unknown provider '{e.provider}'")
+        models[model_id] = Model.build(spec, providers, created=created)
+    return Catalog(providers=providers, models=models)
+

@@ -1,0 +1,60 @@
+"""`crossroads serve`: run the gateway."""
+
+from __future__ import annotations
+
+import click
+import uvicorn
+
+from crossroads.app import create_app
+from crossroads.catalog import ConfigError, read_config
+from crossroads.gateway import Gateway
+from crossroads.settings import Settings
+
+
+def _announce(settings: Settings, gateway: Gateway) -> None:
+    base = f"http://{settings.host}:{settings.port}"
+    usable = gateway.catalog.usable_providers()
+    routable = sum(1 for m in gateway.catalog.models.values() if any(
+        gateway.catalog.providers[e.provider].usable for e in m.endpoints))
+    lines = [
+        f"Crossroads listening on {base}  (OpenAI/OpenRouter base URL: {base}/api/v1)",
+        f"Database: {settings.database_url.split('@')[-1]}",
+        f"Catalog: {len(gateway.catalog.models)} models, {routable} routable; "
+        f"{len(usable)} of {len(gateway.catalog.providers)} providers usable: "
+        + (", ".join(p.slug for p in usable) or "none yet (add providers in a config file, see README)"),
+    ]
+    if gateway.generated_management_key:
+        lines += [
+            "",
+            "A management key was generated. It is shown once; store it now:",
+            f"    {gateway.generated_management_key}",
+        ]
+    lines += [
+        "",
+        "Create an API key with the management key:",
+        f"    curl -s {base}/api/v1/keys -H 'Authorization: Bearer <management key>' -d '{{\"name\": \"my app\"}}'",
+    ]
+    click.echo("\n".join(lines), err=False)
+
+
+@click.command()
+@click.option("--config", type=click.Path(exists=True, dir_okay=False), help="YAML file with providers and models.")
+@click.option("--host", help="Address to listen on (default 127.0.0.1).")
+@click.option("--port", type=int, help="Port to listen on (default 8080).")
+@click.option("--database", help="sqlite:///file.db or postgresql://user@host/db (default: SQLite in the data folder).")
+@click.option("--data-dir", help="Folder for the embedded SQLite database (default ./data).")
+def serve(config: str | None, host: str | None, port: int | None, database: str | None, data_dir: str | None) -> None:
+    """Start the gateway."""
+    try:
+        file_settings = read_config(config).get("server") if config else None
+        settings = Settings.load(
+            {"config": config, "host": host, "port": port, "database": database, "data_dir": data_dir},
+            file_settings=file_settings,
+        )
+        gateway = Gateway.build(settings)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    app = create_app(settings, gateway)
+    app.state.on_started = lambda gw: _announce(settings, gw)
+    uvicorn.run(app, host=settings.host, port=settings.port, loop="uvloop", http="httptools",
+                log_level=settings.log_level, access_log=False, lifespan="on")

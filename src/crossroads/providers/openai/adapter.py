@@ -1,0 +1,135 @@
+"""The OpenAI-compatible wire protocol: pure translations, per-provider quirks as data.
+
+One adapter serves every `api: openai` provider (vLLM, llama.cpp, Ollama, SGLang, Groq,
+Together, DeepInfra, ...). Where a provider differs, its `Quirks` row says how.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import orjson
+
+from crossroads.providers.base import Completion, UpstreamError, UpstreamRequest, normalise_finish_reason
+from crossroads.schema.catalog import Endpoint, Provider
+from crossroads.schema.chat import PARAMETERS, ROUTER_FIELDS
+
+# When an endpoint takes only one spelling of the completion limit, the other is renamed.
+_LIMIT_ALIASES = {"max_completion_tokens": "max_tokens", "max_tokens": "max_completion_tokens"}
+
+
+def _forwarded_key(key: str, supported: list[str] | None) -> str | None:
+    """The name a request parameter travels under, or None when the endpoint lacks it."""
+    if key not in PARAMETERS or supported is None or key in supported:
+        return key
+    alias = _LIMIT_ALIASES.get(key)
+    return alias if alias in supported else None
+
+
+def to_openai_body(body: dict[str, Any], endpoint: Endpoint, provider: Provider, *, stream: bool) -> dict[str, Any]:
+    """The upstream JSON body: router fields removed, unsupported parameters dropped."""
+    quirks = provider.quirks
+    out: dict[str, Any] = {"model": endpoint.upstream_model}
+    for key, value in body.items():
+        if value is None or key in ROUTER_FIELDS or key in quirks.drop_params or key in ("model", "stream"):
+            continue
+        name = _forwarded_key(key, endpoint.supported_parameters)
+        if name is None:
+            continue
+        if name == "user":  # end-user ids are never sent upstream raw
+            value = hashlib.sha256(str(value).encode()).hexdigest()[:32]
+        out[quirks.rename_params.get(name, name)] = value
+    out["stream"] = stream
+    if stream and quirks.stream_usage:
+        out["stream_options"] = {"include_usage": True}
+    return out
+
+
+def _headers(provider: Provider) -> dict[str, str]:
+    headers = {"Content-Type": "application/json", "Accept": "application/json", **provider.quirks.headers}
+    if provider.api_key:
+        scheme = provider.quirks.auth_scheme
+        headers[provider.quirks.auth_header] = f"{scheme} {provider.api_key}" if scheme else provider.api_key
+    return headers
+
+
+def _message(message: dict[str, Any]) -> dict[str, Any]:
+    out = dict(message)
+    out["role"] = "assistant"
+    out.setdefault("content", None)
+    out.setdefault("refusal", None)
+    reasoning = out.pop("reasoning_content", None)
+    out["reasoning"] = out.get("reasoning") or reasoning
+    return out
+
+
+def _choice(choice: dict[str, Any], *, delta: bool) -> dict[str, Any]:
+    out = dict(choice)
+    native = choice.get("finish_reason")
+    out["finish_reason"] = normalise_finish_reason(native)
+    out["native_finish_reason"] = choice.get("native_finish_reason", native)
+    out.setdefault("index", 0)
+    if delta:
+        d = dict(choice.get("delta") or {})
+        if "reasoning_content" in d:
+            d["reasoning"] = d.pop("reasoning_content")
+        out["delta"] = d
+    else:
+        out["message"] = _message(choice.get("message") or {})
+        out.setdefault("logprobs", None)
+    return out
+
+
+class OpenAIStreamDecoder:
+    """Chunks of an OpenAI-compatible stream, with finish reasons normalised."""
+
+    def feed(self, data: str) -> list[dict[str, Any]]:
+        chunk = orjson.loads(data)
+        if not isinstance(chunk, dict):
+            raise ValueError("stream chunk is not a JSON object")
+        if chunk.get("error"):
+            raise ValueError(str(chunk["error"]))
+        out = {"choices": [_choice(c, delta=True) for c in chunk.get("choices") or []], "upstream_id": chunk.get("id")}
+        if chunk.get("usage"):
+            out["usage"] = chunk["usage"]
+        return [out]
+
+
+class OpenAIAdapter:
+    api = "openai"
+
+    def build_chat_request(
+        self, body: dict[str, Any], endpoint: Endpoint, provider: Provider, *, stream: bool
+    ) -> UpstreamRequest:
+        url = (provider.base_url or "").rstrip("/") + provider.quirks.chat_path
+        payload = orjson.dumps(to_openai_body(body, endpoint, provider, stream=stream))
+        return UpstreamRequest(url=url, headers=_headers(provider), body=payload, stream=stream)
+
+    def parse_chat_response(self, payload: Any) -> Completion:
+        if not isinstance(payload, dict) or not isinstance(payload.get("choices"), list):
+            raise ValueError("response has no 'choices' list")
+        return Completion(
+            upstream_id=payload.get("id"),
+            choices=[_choice(c, delta=False) for c in payload["choices"]],
+            usage=payload.get("usage"),
+            system_fingerprint=payload.get("system_fingerprint"),
+            service_tier=payload.get("service_tier"),
+        )
+
+    def stream_decoder(self) -> OpenAIStreamDecoder:
+        return OpenAIStreamDecoder()
+
+    def error_message(self, payload: Any) -> str:
+        if isinstance(payload, dict):
+            err = payload.get("error")
+            if isinstance(err, dict) and err.get("message"):
+                return str(err["message"])
+            if isinstance(err, str):
+                return err
+            if payload.get("message"):
+                return str(payload["message"])
+        return "upstream error"
+
+
+__all__ = ["OpenAIAdapter", "UpstreamError", "to_openai_body"]

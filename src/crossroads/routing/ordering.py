@@ -1,0 +1,125 @@
+"""In what order a request tries its endpoints: OpenRouter's documented rules.
+
+Default: the first endpoint is drawn with probability proportional to the inverse
+square of its price among endpoints without a significant outage in the last 30 s;
+the other stable endpoints follow by price, endpoints in an outage come last.
+`sort`, `order` and the `:nitro` / `:floor` variants replace the draw with a fixed
+order; `preferred_*` thresholds move endpoints to the end, never remove them.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+
+from crossroads.catalog import Catalog
+from crossroads.routing.candidates import provider_matches
+from crossroads.schema.catalog import Endpoint
+from crossroads.schema.chat import Percentiles, ProviderPreferences, SortSpec
+from crossroads.telemetry.stats import PREFERENCE_WINDOW, LiveStats
+
+# Free endpoints would get an infinite weight; this floor (USD per token) keeps them the
+# overwhelming but finite favourite, and makes equal-priced free endpoints equally likely.
+_PRICE_FLOOR = 1e-10
+_VARIANT_SORT = {"nitro": "throughput", "floor": "price"}
+
+
+def blended_price(endpoint: Endpoint) -> float:
+    """Prompt plus completion price per token: what 'cheapest' means when routing."""
+    return float(endpoint.price("prompt") + endpoint.price("completion"))
+
+
+def sort_preference(prefs: ProviderPreferences, variant: str | None) -> str | None:
+    sort = prefs.sort
+    by = sort.by if isinstance(sort, SortSpec) else sort
+    return by or _VARIANT_SORT.get(variant or "")
+
+
+def _by_price(endpoints: list[Endpoint]) -> list[Endpoint]:
+    return sorted(endpoints, key=blended_price)
+
+
+def sort_endpoints(endpoints: list[Endpoint], by: str, stats: LiveStats) -> list[Endpoint]:
+    """A deterministic order; endpoints without live figures follow those with, by price."""
+    if by == "price":
+        return _by_price(endpoints)
+
+    def measured(figure: Callable[[str], dict | None], sign: float) -> Callable[[Endpoint], tuple]:
+        def key(e: Endpoint) -> tuple:
+            value = figure(e.id)
+            return (value is None, sign * value["p50"] if value else 0.0, blended_price(e))
+        return key
+
+    if by == "throughput":
+        return sorted(endpoints, key=measured(stats.throughput, -1.0))
+    if by == "latency":
+        return sorted(endpoints, key=measured(stats.latency, 1.0))
+    # "exacto": quality first; the quality signal we measure is the recent success rate
+    return sorted(endpoints, key=lambda e: (-(stats.uptime(e.id, 1800) or 0.0), blended_price(e)))
+
+
+def load_balanced(endpoints: list[Endpoint], stats: LiveStats, rng: random.Random) -> list[Endpoint]:
+    stable = [e for e in endpoints if not stats.in_outage(e.id)]
+    unstable = [e for e in endpoints if stats.in_outage(e.id)]
+    if not stable:
+        return _by_price(unstable)
+    weights = [1.0 / max(blended_price(e), _PRICE_FLOOR) ** 2 for e in stable]
+    first = rng.choices(stable, weights=weights)[0]
+    return [first, *_by_price([e for e in stable if e is not first]), *_by_price(unstable)]
+
+
+def _meets(figures: dict | None, wanted: float | Percentiles, *, at_least: bool, scale: float) -> bool:
+    thresholds = {"p50": wanted} if isinstance(wanted, (int, float)) else {
+        k: getattr(wanted, k) for k in ("p50", "p75", "p90", "p99") if getattr(wanted, k) is not None
+    }
+    if figures is None:
+        return False
+    for name, limit in thresholds.items():
+        value = figures[name] * scale
+        if (value < limit) if at_least else (value > limit):
+            return False
+    return True
+
+
+def prefer_performance(endpoints: list[Endpoint], prefs: ProviderPreferences, stats: LiveStats) -> list[Endpoint]:
+    """Endpoints that miss `preferred_min_throughput` / `preferred_max_latency` move last."""
+    if prefs.preferred_min_throughput is None and prefs.preferred_max_latency is None:
+        return endpoints
+
+    def preferred(e: Endpoint) -> bool:
+        if prefs.preferred_min_throughput is not None and not _meets(
+            stats.throughput(e.id, PREFERENCE_WINDOW), prefs.preferred_min_throughput, at_least=True, scale=1.0
+        ):
+            return False
+        # latency is measured in milliseconds; the preference is in seconds
+        return prefs.preferred_max_latency is None or _meets(
+            stats.latency(e.id, PREFERENCE_WINDOW), prefs.preferred_max_latency, at_least=False, scale=0.001
+        )
+
+    good = [e for e in endpoints if preferred(e)]
+    return good + [e for e in endpoints if e not in good]
+
+
+def order_endpoints(
+    endpoints: list[Endpoint],
+    prefs: ProviderPreferences,
+    variant: str | None,
+    stats: LiveStats,
+    rng: random.Random,
+    catalog: Catalog,
+) -> list[Endpoint]:
+    by = sort_preference(prefs, variant)
+    if prefs.order:
+        listed: list[Endpoint] = []
+        for name in prefs.order:
+            listed += [e for e in endpoints if e not in listed and provider_matches(e, name, catalog)]
+        rest = [] if prefs.allow_fallbacks is False else [e for e in endpoints if e not in listed]
+        ordered = listed + sort_endpoints(rest, by or "price", stats)
+    elif by:
+        ordered = sort_endpoints(endpoints, by, stats)
+    else:
+        ordered = load_balanced(endpoints, stats, rng)
+    ordered = prefer_performance(ordered, prefs, stats)
+    if prefs.allow_fallbacks is False and not prefs.order:
+        ordered = ordered[:1]
+    return ordered

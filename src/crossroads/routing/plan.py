@@ -1,0 +1,73 @@
+"""A request's routing plan: every endpoint it may try, in order, across its models."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+
+from crossroads.catalog import Catalog
+from crossroads.errors import GatewayError
+from crossroads.routing.candidates import eligible_endpoints
+from crossroads.routing.ordering import order_endpoints, sort_preference
+from crossroads.routing.tokens import estimate_prompt_tokens
+from crossroads.schema.catalog import Endpoint
+from crossroads.schema.chat import ChatRequest, ProviderPreferences, SortSpec, request_parameters
+from crossroads.telemetry.stats import LiveStats
+
+
+@dataclass(slots=True)
+class Plan:
+    endpoints: list[Endpoint]
+    requested: list[str]
+    prompt_tokens: int  # the estimate; providers report the real count
+
+
+def _partition(request: ChatRequest, prefs: ProviderPreferences) -> str:
+    if isinstance(prefs.sort, SortSpec) and prefs.sort.partition:
+        return prefs.sort.partition
+    return "none" if request.route == "sort" else "model"
+
+
+def requested_models(request: ChatRequest) -> list[str]:
+    names = [request.model] if request.model else []
+    names += [m for m in request.models or [] if m not in names]
+    if not names:
+        raise GatewayError(400, "Request needs a model: set 'model' (or 'models')")
+    return names
+
+
+def plan_request(
+    request: ChatRequest, body: dict[str, Any], catalog: Catalog, stats: LiveStats, rng: random.Random
+) -> Plan:
+    """Resolve models, filter their endpoints and order them; raise when none can serve."""
+    names = requested_models(request)
+    prefs = request.provider or ProviderPreferences()
+    prompt_tokens = estimate_prompt_tokens(body)
+    parameters = request_parameters(body)
+    groups: list[tuple[str | None, list[Endpoint]]] = []
+    last_error: GatewayError | None = None
+    for name in names:
+        try:
+            model, variant = catalog.resolve(name)
+            if "text" not in model.output_modalities:
+                raise GatewayError(400, f"{model.id} does not produce text; it cannot serve chat completions")
+            groups.append((variant, eligible_endpoints(model, request, parameters, prompt_tokens, catalog)))
+        except GatewayError as exc:
+            last_error = exc
+    if not groups:
+        assert last_error is not None
+        raise last_error
+    if _partition(request, prefs) == "none" and len(groups) > 1:
+        variant = groups[0][0]
+        merged = [e for _, eps in groups for e in eps]
+        if not sort_preference(prefs, variant) and not prefs.order:
+            # one global order across models needs a sort; a random draw would mix models
+            prefs = msgspec.structs.replace(prefs, sort="price")
+        ordered = order_endpoints(merged, prefs, variant, stats, rng, catalog)
+    else:
+        ordered = [e for variant, eps in groups for e in order_endpoints(eps, prefs, variant, stats, rng, catalog)]
+    return Plan(endpoints=ordered, requested=names, prompt_tokens=prompt_tokens)
+

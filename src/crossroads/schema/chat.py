@@ -1,0 +1,243 @@
+"""OpenRouter's chat-completions request, as msgspec types used for validation.
+
+The request itself travels through the gateway as the JSON dict the client sent, so
+that provider-specific fields pass through untouched; `parse_chat_request` checks it
+against these types and returns the typed view the router reads.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+import msgspec
+from msgspec import Meta, Struct
+
+from crossroads.errors import GatewayError
+
+Unit = Annotated[float, Meta(ge=0, le=1)]
+Penalty = Annotated[float, Meta(ge=-2, le=2)]
+PositiveInt = Annotated[int, Meta(ge=1)]
+Effort = Literal["max", "xhigh", "high", "medium", "low", "minimal", "none"]
+
+# OpenRouter's `Parameter` vocabulary: what endpoints declare in `supported_parameters`.
+PARAMETERS = frozenset(
+    "temperature top_p top_k min_p top_a frequency_penalty presence_penalty repetition_penalty "
+    "max_tokens max_completion_tokens logit_bias logprobs top_logprobs prediction seed "
+    "response_format structured_outputs stop tools tool_choice parallel_tool_calls "
+    "include_reasoning reasoning reasoning_effort web_search_options verbosity".split()
+)
+# Fields only the router reads; never forwarded to a provider.
+ROUTER_FIELDS = frozenset(
+    "model models provider route transforms plugins usage stream_options session_id trace debug "
+    "preset metadata cache_control prompt_cache_options".split()
+)
+
+
+class ImageUrl(Struct):
+    url: str
+    detail: str | None = None
+
+
+class InputAudio(Struct):
+    data: str
+    format: str
+
+
+class FileData(Struct):
+    filename: str | None = None
+    file_data: str | None = None
+    file_id: str | None = None
+
+
+class VideoUrl(Struct):
+    url: str
+
+
+class TextPart(Struct, tag="text", tag_field="type"):
+    text: str
+
+
+class ImagePart(Struct, tag="image_url", tag_field="type"):
+    image_url: ImageUrl
+
+
+class AudioPart(Struct, tag="input_audio", tag_field="type"):
+    input_audio: InputAudio
+
+
+class FilePart(Struct, tag="file", tag_field="type"):
+    file: FileData
+
+
+class VideoPart(Struct, tag="video_url", tag_field="type"):
+    video_url: VideoUrl
+
+
+ContentPart = TextPart | ImagePart | AudioPart | FilePart | VideoPart
+
+
+class FunctionCall(Struct):
+    name: str
+    arguments: str
+
+
+class ToolCall(Struct):
+    id: str
+    function: FunctionCall
+    type: Literal["function"] = "function"
+
+
+class SystemMessage(Struct, tag="system", tag_field="role"):
+    content: str | list[ContentPart]
+    name: str | None = None
+
+
+class DeveloperMessage(Struct, tag="developer", tag_field="role"):
+    content: str | list[ContentPart]
+    name: str | None = None
+
+
+class UserMessage(Struct, tag="user", tag_field="role"):
+    content: str | list[ContentPart]
+    name: str | None = None
+
+
+class AssistantMessage(Struct, tag="assistant", tag_field="role"):
+    content: str | list[ContentPart] | None = None
+    name: str | None = None
+    tool_calls: list[ToolCall] | None = None
+    reasoning: str | None = None
+    reasoning_details: list[dict[str, Any]] | None = None
+    refusal: str | None = None
+
+
+class ToolMessage(Struct, tag="tool", tag_field="role"):
+    content: str | list[ContentPart]
+    tool_call_id: str
+
+
+Message = SystemMessage | DeveloperMessage | UserMessage | AssistantMessage | ToolMessage
+
+
+class FunctionDef(Struct):
+    name: Annotated[str, Meta(min_length=1, max_length=64)]
+    description: str | None = None
+    parameters: dict[str, Any] | None = None
+    strict: bool | None = None
+
+
+class Tool(Struct):
+    type: str
+    function: FunctionDef | None = None
+
+
+class JsonSchemaConfig(Struct):
+    name: Annotated[str, Meta(pattern=r"^[a-zA-Z0-9_-]{1,64}$")]
+    schema: dict[str, Any] | None = None
+    strict: bool | None = None
+    description: str | None = None
+
+
+class ResponseFormat(Struct):
+    type: Literal["text", "json_object", "json_schema", "grammar", "python"]
+    json_schema: JsonSchemaConfig | None = None
+    grammar: str | None = None
+
+
+class Percentiles(Struct):
+    p50: float | None = None
+    p75: float | None = None
+    p90: float | None = None
+    p99: float | None = None
+
+
+class SortSpec(Struct):
+    by: Literal["price", "throughput", "latency", "exacto"] | None = None
+    partition: Literal["model", "none"] | None = None
+
+
+class MaxPrice(Struct):
+    prompt: float | str | None = None
+    completion: float | str | None = None
+    request: float | str | None = None
+    image: float | str | None = None
+    audio: float | str | None = None
+
+
+class ProviderPreferences(Struct):
+    order: list[str] | None = None
+    allow_fallbacks: bool | None = None
+    require_parameters: bool | None = None
+    data_collection: Literal["allow", "deny"] | None = None
+    zdr: bool | None = None
+    only: list[str] | None = None
+    ignore: list[str] | None = None
+    quantizations: list[str] | None = None
+    sort: Literal["price", "throughput", "latency", "exacto"] | SortSpec | None = None
+    preferred_min_throughput: float | Percentiles | None = None
+    preferred_max_latency: float | Percentiles | None = None
+    max_price: MaxPrice | None = None
+
+
+class Reasoning(Struct):
+    effort: Effort | None = None
+    max_tokens: int | None = None
+    exclude: bool | None = None
+    enabled: bool | None = None
+    summary: str | None = None
+
+
+class ChatRequest(Struct):
+    messages: Annotated[list[Message], Meta(min_length=1)]
+    model: str | None = None
+    models: list[str] | None = None
+    route: Literal["fallback", "sort"] | None = None
+    provider: ProviderPreferences | None = None
+    stream: bool = False
+    max_tokens: PositiveInt | None = None
+    max_completion_tokens: PositiveInt | None = None
+    temperature: Annotated[float, Meta(ge=0, le=2)] | None = None
+    top_p: Unit | None = None
+    top_k: Annotated[int, Meta(ge=0)] | None = None
+    min_p: Unit | None = None
+    top_a: Unit | None = None
+    frequency_penalty: Penalty | None = None
+    presence_penalty: Penalty | None = None
+    repetition_penalty: Annotated[float, Meta(ge=0, le=2)] | None = None
+    seed: int | None = None
+    logit_bias: dict[str, float] | None = None
+    logprobs: bool | None = None
+    top_logprobs: Annotated[int, Meta(ge=0, le=20)] | None = None
+    stop: str | Annotated[list[str], Meta(max_length=4)] | None = None
+    response_format: ResponseFormat | None = None
+    tools: list[Tool] | None = None
+    tool_choice: str | dict[str, Any] | None = None
+    parallel_tool_calls: bool | None = None
+    reasoning: Reasoning | None = None
+    reasoning_effort: Effort | None = None
+    include_reasoning: bool | None = None
+    user: str | None = None
+    session_id: Annotated[str, Meta(max_length=256)] | None = None
+
+    @property
+    def completion_limit(self) -> int | None:
+        return self.max_completion_tokens or self.max_tokens
+
+
+def parse_chat_request(body: Any) -> ChatRequest:
+    """Validate a decoded JSON body; raise a 400 `GatewayError` naming the bad field."""
+    if not isinstance(body, dict):
+        raise GatewayError(400, "Request body must be a JSON object")
+    try:
+        request = msgspec.convert(body, ChatRequest)
+    except msgspec.ValidationError as exc:
+        raise GatewayError(400, f"Invalid request: {exc}") from None
+    if request.reasoning_effort and request.reasoning and request.reasoning.effort:
+        if request.reasoning_effort != request.reasoning.effort:
+            raise GatewayError(400, "reasoning_effort and reasoning.effort disagree; set only one")
+    return request
+
+
+def request_parameters(body: dict[str, Any]) -> set[str]:
+    """The OpenRouter parameters a request actually sets (present and not null)."""
+    return {k for k, v in body.items() if k in PARAMETERS and v is not None}

@@ -1,0 +1,72 @@
+"""API keys and generation records.
+
+Revision ID: 0001
+Revises:
+Create Date: 2026-11-27
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0001"
+down_revision = None
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.create_table(
+        "api_keys",
+        sa.Column("hash", sa.String(64), primary_key=True),
+        sa.Column("name", sa.String(200), nullable=False),
+        sa.Column("label", sa.String(64), nullable=False),
+        sa.Column("is_management", sa.Boolean, nullable=False),
+        sa.Column("disabled", sa.Boolean, nullable=False),
+        sa.Column("limit", sa.Float, nullable=True),
+        sa.Column("limit_reset", sa.String(16), nullable=True),
+        sa.Column("include_byok_in_limit", sa.Boolean, nullable=False),
+        sa.Column("creator_user_id", sa.String(200), nullable=True),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("expires_at", sa.DateTime(timezone=True), nullable=True),
+    )
+    op.create_table(
+        "generations",
+        sa.Column("id", sa.String(64), primary_key=True),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("api_key_hash", sa.String(64), nullable=True),
+        sa.Column("model", sa.String(200), nullable=False),
+        sa.Column("provider_slug", sa.String(100), nullable=True),
+        sa.Column("provider_name", sa.String(200), nullable=True),
+        sa.Column("endpoint_tag", sa.String(200), nullable=True),
+        sa.Column("upstream_id", sa.String(200), nullable=True),
+        sa.Column("api_type", sa.String(32), nullable=False),
+        sa.Column("streamed", sa.Boolean, nullable=False),
+        sa.Column("cancelled", sa.Boolean, nullable=False),
+        sa.Column("latency_ms", sa.Float, nullable=True),
+        sa.Column("generation_time_ms", sa.Float, nullable=True),
+        sa.Column("finish_reason", sa.String(32), nullable=True),
+        sa.Column("native_finish_reason", sa.String(64), nullable=True),
+        sa.Column("tokens_prompt", sa.Integer, nullable=True),
+        sa.Column("tokens_completion", sa.Integer, nullable=True),
+        sa.Column("tokens_reasoning", sa.Integer, nullable=True),
+        sa.Column("tokens_cached", sa.Integer, nullable=True),
+        sa.Column("total_cost", sa.Float, nullable=False),
+        sa.Column("http_referer", sa.String(500), nullable=True),
+        sa.Column("app_title", sa.String(200), nullable=True),
+        sa.Column("user_agent", sa.String(500), nullable=True),
+        sa.Column("external_user", sa.String(200), nullable=True),
+        sa.Column("session_id", sa.String(256), nullable=True),
+        sa.Column("attempts", sa.JSON, nullable=False),
+        sa.Column("error", sa.JSON, nullable=True),
+    )
+    op.create_index("ix_generations_created_at", "generations", ["created_at"])
+    op.create_index("ix_generations_api_key_hash", "generations", ["api_key_hash"])
+    op.create_index("ix_generations_model", "generations", ["model"])
+
+
+def downgrade() -> None:
+    op.drop_table("generations")
+    op.drop_table("api_keys")

@@ -1,0 +1,66 @@
+"""Reads and writes of the tables, on the async engine. Nothing here is on the request path."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from crossroads.storage.tables import api_keys, generations
+from crossroads.telemetry.records import GenerationRecord
+
+
+class GenerationStore:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+
+    async def insert_many(self, records: Sequence[GenerationRecord]) -> None:
+        if records:
+            async with self._engine.begin() as conn:
+                await conn.execute(generations.insert(), [r.to_row() for r in records])
+
+    async def get(self, generation_id: str) -> GenerationRecord | None:
+        async with self._engine.connect() as conn:
+            row = (await conn.execute(generations.select().where(generations.c.id == generation_id))).first()
+        return GenerationRecord.from_row(row) if row else None
+
+    async def spend_by_key(self, starts: dict[str, datetime]) -> dict[str, dict[str, float]]:
+        """USD spent per key: all time (`total`) and since each of `starts`."""
+        cost = generations.c.total_cost
+        columns = [sa.func.sum(cost).label("total")] + [
+            sa.func.sum(sa.case((generations.c.created_at >= start, cost), else_=0.0)).label(name)
+            for name, start in starts.items()
+        ]
+        query = sa.select(generations.c.api_key_hash, *columns).group_by(generations.c.api_key_hash)
+        async with self._engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        return {r.api_key_hash: {k: float(v or 0) for k, v in r._mapping.items() if k != "api_key_hash"} for r in rows}
+
+    async def count(self) -> int:
+        async with self._engine.connect() as conn:
+            return int((await conn.execute(sa.select(sa.func.count()).select_from(generations))).scalar_one())
+
+
+class KeyStore:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+
+    async def insert(self, row: dict[str, Any]) -> None:
+        async with self._engine.begin() as conn:
+            await conn.execute(api_keys.insert(), [row])
+
+    async def update(self, key_hash: str, values: dict[str, Any]) -> None:
+        async with self._engine.begin() as conn:
+            await conn.execute(api_keys.update().where(api_keys.c.hash == key_hash).values(**values))
+
+    async def delete(self, key_hash: str) -> None:
+        async with self._engine.begin() as conn:
+            await conn.execute(api_keys.delete().where(api_keys.c.hash == key_hash))
+
+    async def all(self) -> list[dict[str, Any]]:
+        async with self._engine.connect() as conn:
+            rows = (await conn.execute(api_keys.select().order_by(api_keys.c.created_at))).all()
+        return [dict(r._mapping) for r in rows]

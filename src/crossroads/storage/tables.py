@@ -1,0 +1,59 @@
+"""The database schema (SQLAlchemy Core), one definition for SQLite and PostgreSQL.
+
+Changes go through an Alembic migration in `migrations/versions/`.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData()
+
+api_keys = sa.Table(
+    "api_keys",
+    metadata,
+    sa.Column("hash", sa.String(64), primary_key=True),  # sha256 of the key; the key itself is never stored
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("label", sa.String(64), nullable=False),  # masked key for display
+    sa.Column("is_management", sa.Boolean, nullable=False, default=False),
+    sa.Column("disabled", sa.Boolean, nullable=False, default=False),
+    sa.Column("limit", sa.Float, nullable=True),
+    sa.Column("limit_reset", sa.String(16), nullable=True),
+    sa.Column("include_byok_in_limit", sa.Boolean, nullable=False, default=False),
+    sa.Column("creator_user_id", sa.String(200), nullable=True),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("expires_at", sa.DateTime(timezone=True), nullable=True),
+)
+
+generations = sa.Table(
+    "generations",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, index=True),
+    sa.Column("api_key_hash", sa.String(64), nullable=True, index=True),
+    sa.Column("model", sa.String(200), nullable=False, index=True),
+    sa.Column("provider_slug", sa.String(100), nullable=True),
+    sa.Column("provider_name", sa.String(200), nullable=True),
+    sa.Column("endpoint_tag", sa.String(200), nullable=True),
+    sa.Column("upstream_id", sa.String(200), nullable=True),
+    sa.Column("api_type", sa.String(32), nullable=False),
+    sa.Column("streamed", sa.Boolean, nullable=False),
+    sa.Column("cancelled", sa.Boolean, nullable=False),
+    sa.Column("latency_ms", sa.Float, nullable=True),
+    sa.Column("generation_time_ms", sa.Float, nullable=True),
+    sa.Column("finish_reason", sa.String(32), nullable=True),
+    sa.Column("native_finish_reason", sa.String(64), nullable=True),
+    sa.Column("tokens_prompt", sa.Integer, nullable=True),
+    sa.Column("tokens_completion", sa.Integer, nullable=True),
+    sa.Column("tokens_reasoning", sa.Integer, nullable=True),
+    sa.Column("tokens_cached", sa.Integer, nullable=True),
+    sa.Column("total_cost", sa.Float, nullable=False),
+    sa.Column("http_referer", sa.String(500), nullable=True),
+    sa.Column("app_title", sa.String(200), nullable=True),
+    sa.Column("user_agent", sa.String(500), nullable=True),
+    sa.Column("external_user", sa.String(200), nullable=True),
+    sa.Column("session_id", sa.String(256), nullable=True),
+    sa.Column("attempts", sa.JSON, nullable=False),  # one entry per provider tried, fallbacks included
+    sa.Column("error", sa.JSON, nullable=True),
+)

@@ -1,0 +1,72 @@
+"""Generation records are written in batches by a background task, never on the request path.
+
+`submit()` only appends to an in-memory queue. The writer flushes every `interval`
+seconds or `batch_size` records; `close()` drains everything before shutdown. A batch
+that fails to write is kept and retried, so no record is dropped. Recent records stay
+readable from memory, so `/generation` answers right after a response.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import OrderedDict
+
+from crossroads.storage.repos import GenerationStore
+from crossroads.telemetry.records import GenerationRecord
+
+log = logging.getLogger("crossroads.recorder")
+
+
+class Recorder:
+    def __init__(
+        self, store: GenerationStore, *, interval: float = 0.25, batch_size: int = 500, recent: int = 10_000
+    ) -> None:
+        self._store = store
+        self._interval = interval
+        self._batch_size = batch_size
+        self._pending: list[GenerationRecord] = []
+        self._recent: OrderedDict[str, GenerationRecord] = OrderedDict()
+        self._recent_max = recent
+        self._wakeup = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="crossroads-recorder")
+
+    def submit(self, record: GenerationRecord) -> None:
+        self._pending.append(record)
+        self._recent[record.id] = record
+        if len(self._recent) > self._recent_max:
+            self._recent.popitem(last=False)
+        if len(self._pending) >= self._batch_size:
+            self._wakeup.set()
+
+    async def get(self, generation_id: str) -> GenerationRecord | None:
+        return self._recent.get(generation_id) or await self._store.get(generation_id)
+
+    async def flush(self) -> None:
+        while self._pending:
+            batch = self._pending[: self._batch_size]
+            await self._store.insert_many(batch)
+            del self._pending[: len(batch)]
+
+    async def _run(self) -> None:
+        while not self._closing:
+            try:
+                await asyncio.wait_for(self._wakeup.wait(), self._interval)
+            except asyncio.TimeoutError:
+                pass
+            self._wakeup.clear()
+            try:
+                await self.flush()
+            except Exception:  # keep the batch; the next round retries it
+                log.exception("writing %d generation records failed; will retry", len(self._pending))
+
+    async def close(self) -> None:
+        self._closing = True
+        self._wakeup.set()
+        if self._task is not None:
+            await self._task
+        await self.flush()
