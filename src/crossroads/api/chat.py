@@ -44,6 +44,10 @@ async def chat_completions(request: Request) -> Response:
         if chat.stream:
             stream = gateway.executor.stream(chat, body, ctx)
             return SSEStream(stream.chunks(), headers, gateway.settings.stream_keepalive_seconds)  # type: ignore[return-value]
-        return JSON(await gateway.executor.complete(chat, body, ctx), headers=headers)
+        try:
+            return JSON(await gateway.executor.complete(chat, body, ctx), headers=headers)
+        except GatewayError as error:  # routed and failed: the record of the attempts has this id
+            error.headers.update(headers)
+            raise
     except GatewayError as error:
         return error_response(error)

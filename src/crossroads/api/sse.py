@@ -55,7 +55,7 @@ class SSEStream:
             chunk = first.result()
         except GatewayError as error:
             if not self.started:
-                self.headers.update(error.headers)
+                self.headers.update(error.headers)  # keeps X-Generation-Id: the failed attempts are on record
                 await self._start(send, error.status, b"application/json")
                 await send({"type": "http.response.body", "body": orjson.dumps(error.envelope())})
                 return

@@ -274,6 +274,7 @@ class ChatStream:
             if endpoint.model_id in run.skip_models:
                 continue
             relay = _Relay(run, endpoint)
+            held: list[dict[str, Any]] = []
             provider, adapter = self.ex._target(endpoint)
             since = time.perf_counter()
             try:
@@ -293,11 +294,22 @@ class ChatStream:
                             raise UpstreamError(provider, "invalid_response", f"Provider stream failed: {exc}") from None
                         for piece in pieces:
                             chunk = relay.absorb(piece)
-                            if chunk is not None:
-                                self.started = True
-                                yield chunk
-                    if not relay.first_at:
-                        raise UpstreamError(provider, "invalid_response", "Provider ended the stream without output")
+                            if chunk is None:
+                                continue
+                            if not self.started and not _has_output(chunk):
+                                held.append(chunk)  # a bare preamble: fallback is still possible
+                                continue
+                            self.started = True
+                            for earlier in held:
+                                yield earlier
+                            held.clear()
+                            yield chunk
+                    if not self.started:
+                        if not held:
+                            raise UpstreamError(provider, "invalid_response", "Provider ended the stream without output")
+                        self.started = True  # only empty deltas, but a complete stream: pass it on
+                        for earlier in held:
+                            yield earlier
             except UpstreamError as error:
                 if not self.started:
                     self.ex._failed(run, endpoint, error, since)
@@ -313,6 +325,15 @@ class ChatStream:
             yield relay.finish(since)
             return
         raise run.give_up()
+
+
+def _has_output(chunk: dict[str, Any]) -> bool:
+    """Whether a chunk carries anything beyond the role preamble."""
+    for choice in chunk["choices"]:
+        delta = choice.get("delta") or {}
+        if choice.get("finish_reason") or any(v for k, v in delta.items() if k != "role"):
+            return True
+    return False
 
 
 class _Relay:

@@ -1,0 +1,151 @@
+"""Real processes for tests: simulated providers and Crossroads servers on 127.0.0.1."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import openai
+import yaml
+
+BIN = Path(sys.executable).parent / "crossroads"
+MANAGEMENT_KEY = "sk-cr-test-management"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait(url: str, proc: subprocess.Popen, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"process exited with {proc.returncode}: {proc.stdout.read() if proc.stdout else ''}")
+        try:
+            if httpx.get(url, timeout=1).status_code < 500:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.05)
+    raise TimeoutError(f"{url} did not come up")
+
+
+def _stop(proc: subprocess.Popen) -> str:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    return proc.stdout.read() if proc.stdout else ""
+
+
+class Simulator:
+    """A `crossroads simulate` process."""
+
+    def __init__(self, name: str, *args: str) -> None:
+        self.name = name
+        self.port = free_port()
+        self.proc = subprocess.Popen(
+            [str(BIN), "simulate", "--port", str(self.port), "--name", name, *args],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )
+        _wait(self.url("/_sim"), self.proc)
+
+    def url(self, path: str = "/v1") -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def configure(self, **behaviour: Any) -> None:
+        httpx.post(self.url("/_sim"), json=behaviour).raise_for_status()
+
+    def reset(self, **behaviour: Any) -> None:
+        httpx.post(self.url("/_sim/reset"), json=behaviour).raise_for_status()
+
+    def state(self) -> dict[str, Any]:
+        return httpx.get(self.url("/_sim")).json()
+
+    def last_body(self) -> dict[str, Any]:
+        return self.state()["received"][-1]["body"]
+
+    def stop(self) -> None:
+        _stop(self.proc)
+
+
+class Server:
+    """A `crossroads serve` process with its own config, data folder and API key."""
+
+    def __init__(self, tmp: Path, config: dict[str, Any], *args: str, env: dict[str, str] | None = None,
+                 management_key: str | None = MANAGEMENT_KEY) -> None:
+        self.tmp = tmp
+        tmp.mkdir(parents=True, exist_ok=True)
+        self.config_path = tmp / "config.yaml"
+        self.config_path.write_text(yaml.safe_dump(config))
+        self.port = free_port()
+        self.management_key = management_key
+        environment = {k: v for k, v in os.environ.items() if not k.startswith("CROSSROADS_")}
+        if management_key:
+            environment["CROSSROADS_MANAGEMENT_KEY"] = management_key
+        environment.update(env or {})
+        self.proc = subprocess.Popen(
+            [str(BIN), "serve", "--config", str(self.config_path), "--port", str(self.port),
+             "--data-dir", str(tmp / "data"), *args],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=environment,
+        )
+        _wait(self.url("/api/v1/models/count"), self.proc)
+        self.api_key = self.create_key("tests")["key"] if management_key else None
+
+    @property
+    def base_url(self) -> str:
+        return self.url("/api/v1")
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def create_key(self, name: str, **fields: Any) -> dict[str, Any]:
+        r = httpx.post(self.url("/api/v1/keys"), json={"name": name, **fields},
+                       headers={"Authorization": f"Bearer {self.management_key}"})
+        r.raise_for_status()
+        return r.json()
+
+    def headers(self, key: str | None = None) -> dict[str, str]:
+        return {"Authorization": f"Bearer {key or self.api_key}"}
+
+    def post(self, path: str, body: Any, key: str | None = None, **kw: Any) -> httpx.Response:
+        return httpx.post(self.url("/api/v1" + path), json=body, headers={**self.headers(key), **kw.pop("headers", {})},
+                          timeout=30, **kw)
+
+    def get(self, path: str, key: str | None = None, **kw: Any) -> httpx.Response:
+        return httpx.get(self.url("/api/v1" + path), headers=self.headers(key), timeout=30, **kw)
+
+    def chat(self, model: str, content: str = "hello", **body: Any) -> httpx.Response:
+        return self.post("/chat/completions", {"model": model, "messages": [{"role": "user", "content": content}],
+                                               **body})
+
+    def openai(self, **kw: Any) -> openai.OpenAI:
+        return openai.OpenAI(base_url=self.base_url, api_key=self.api_key, max_retries=0, **kw)
+
+    def generation(self, generation_id: str) -> dict[str, Any]:
+        r = self.get(f"/generation?id={generation_id}")
+        r.raise_for_status()
+        return r.json()["data"]
+
+    def stop(self) -> str:
+        return _stop(self.proc)
+
+
+def provider(slug: str, sim: Simulator, **extra: Any) -> dict[str, Any]:
+    return {"slug": slug, "name": slug.capitalize(), "api": "openai", "base_url": sim.url(), **extra}
+
+
+def endpoint(slug: str, prompt: float, completion: float, **extra: Any) -> dict[str, Any]:
+    return {"provider": slug, "upstream_model": f"{slug}-model",
+            "pricing": {"prompt": f"{prompt / 1e6:.10f}", "completion": f"{completion / 1e6:.10f}"}, **extra}
