@@ -85,6 +85,8 @@ async def get_model(request: Request) -> Response:
 def public_endpoint(model: Model, endpoint: Endpoint, catalog: Catalog, stats: LiveStats) -> dict[str, Any]:
     """OpenRouter's `PublicEndpoint`, with live figures and whether Crossroads can route to it."""
     provider = catalog.providers[endpoint.provider]
+    params = endpoint.supported_parameters
+    tool_choice = params is None or "tool_choice" in params
     return {
         "name": f"{provider.name} | {model.info['canonical_slug']}",
         "model_id": model.info["canonical_slug"],
@@ -96,14 +98,17 @@ def public_endpoint(model: Model, endpoint: Endpoint, catalog: Catalog, stats: L
         "quantization": endpoint.quantization,
         "max_completion_tokens": endpoint.max_completion_tokens,
         "max_prompt_tokens": endpoint.max_prompt_tokens,
-        "supported_parameters": endpoint.supported_parameters
-        if endpoint.supported_parameters is not None
-        else model.info["supported_parameters"],
+        "supported_parameters": params if params is not None else model.info["supported_parameters"],
         "status": endpoint.status,
         "uptime_last_5m": stats.uptime(endpoint.id, 300),
         "uptime_last_30m": stats.uptime(endpoint.id, 1800),
         "uptime_last_1d": stats.uptime(endpoint.id, 86400),
         "supports_implicit_caching": endpoint.supports_implicit_caching,
+        "supports_tool_choice": {"auto": tool_choice, "none": tool_choice, "required": tool_choice,
+                                 "function": tool_choice},
+        "supports_diarization": False,
+        "service_tier": None,
+        "native_tools": {},
         "latency_last_30m": stats.latency(endpoint.id),
         "throughput_last_30m": stats.throughput(endpoint.id),
         "available": provider.usable,

@@ -63,7 +63,8 @@ def _merge_models(base: list[dict], overrides: list[dict]) -> dict[str, dict]:
         if old and "endpoints" in item:
             by_tag = {e["tag"]: e for e in old.get("endpoints", [])}
             for e in item["endpoints"]:
-                by_tag[e.get("tag") or e.get("provider")] = e
+                tag = e.get("tag") or e.get("provider")
+                by_tag[tag] = {**by_tag.get(tag, {}), **e}  # unset fields keep the bundled facts
             merged[item["id"]]["endpoints"] = list(by_tag.values())
     return merged
 
