@@ -48,7 +48,8 @@ class Gateway:
         client = UpstreamClient()
         stats = LiveStats()
         keys = KeyRing(KeyStore(engine))
-        recorder = Recorder(GenerationStore(engine), interval=settings.recorder_interval_seconds)
+        recorder = Recorder(GenerationStore(engine), interval=settings.recorder_interval_seconds,
+                            spool=Path(settings.data_dir) / "unwritten-generations.jsonl")
         rng = random.Random(settings.routing_seed)
         executor = Executor(catalog, adapters, client, stats, recorder, keys, rng)
         return cls(settings, catalog, adapters, engine, client, stats, keys, recorder, executor)
@@ -61,7 +62,7 @@ class Gateway:
         elif not self.keys.has_stored_management_key():
             self.generated_management_key, _ = await self.keys.create("management", is_management=True)
         await self.client.start()
-        self.recorder.start()
+        await self.recorder.start()
 
     async def stop(self) -> None:
         await self.recorder.close()

@@ -15,6 +15,7 @@ from typing import Any
 from crossroads.storage.repos import GenerationStore, KeyStore
 
 KEY_PREFIX = "sk-cr-v1-"
+WORKSPACE_ID = "default"  # one workspace per installation
 
 
 def hash_key(key: str) -> str:
@@ -41,14 +42,18 @@ class Usage:
     total: float = 0.0
     periods: dict[str, float] = field(default_factory=lambda: {"daily": 0.0, "weekly": 0.0, "monthly": 0.0})
     starts: dict[str, datetime] = field(default_factory=lambda: _period_starts(datetime.now(timezone.utc)))
+    free_requests_today: int = 0
 
-    def add(self, cost: float, at: datetime) -> None:
+    def add(self, cost: float, at: datetime, *, free_model: bool = False) -> None:
         for period, start in _period_starts(at).items():
             if start != self.starts[period]:
                 self.starts[period], self.periods[period] = start, 0.0
+                if period == "daily":
+                    self.free_requests_today = 0
         self.total += cost
         for period in self.periods:
             self.periods[period] += cost
+        self.free_requests_today += free_model
 
 
 @dataclass(slots=True)
@@ -66,9 +71,10 @@ class ApiKey:
     updated_at: datetime | None = None
     expires_at: datetime | None = None
     usage: Usage = field(default_factory=Usage)
+    last_used_at: datetime | None = None  # this process's view; not persisted
 
     def row(self) -> dict[str, Any]:
-        return {f: getattr(self, f) for f in self.__slots__ if f != "usage"}
+        return {f: getattr(self, f) for f in self.__slots__ if f not in ("usage", "last_used_at")}
 
     def expired(self, now: datetime) -> bool:
         return self.expires_at is not None and _aware(self.expires_at) <= now
@@ -98,7 +104,9 @@ class ApiKey:
             "updated_at": iso(self.updated_at),
             "expires_at": iso(self.expires_at),
             "creator_user_id": self.creator_user_id,
-            "workspace_id": None,
+            "workspace_id": WORKSPACE_ID,
+            "external_user": None,
+            "last_used_at": iso(self.last_used_at),
         }
 
 
@@ -119,12 +127,15 @@ class KeyRing:
                 usage = self._keys[key_hash].usage
                 usage.total = spent["total"]
                 usage.periods = {p: spent[p] for p in usage.periods}
+                usage.free_requests_today = int(spent["free_requests_today"])
                 usage.starts = starts
 
     def authenticate(self, token: str) -> ApiKey | None:
         key = self._keys.get(hash_key(token))
-        if key is None or key.disabled or key.expired(datetime.now(timezone.utc)):
+        now = datetime.now(timezone.utc)
+        if key is None or key.disabled or key.expired(now):
             return None
+        key.last_used_at = now
         return key
 
     def get(self, key_hash: str) -> ApiKey | None:
@@ -162,7 +173,7 @@ class KeyRing:
         await self._store.delete(key.hash)
         self._keys.pop(key.hash, None)
 
-    def charge(self, key_hash: str | None, cost: float, at: datetime) -> None:
+    def charge(self, key_hash: str | None, cost: float, at: datetime, *, free_model: bool = False) -> None:
         key = self._keys.get(key_hash or "")
-        if key is not None and cost:
-            key.usage.add(cost, at)
+        if key is not None:
+            key.usage.add(cost, at, free_model=free_model)

@@ -39,8 +39,18 @@ async def current_key(request: Request) -> Response:
     if key is None:
         return error_response(GatewayError(401, "Missing or invalid API key"))
     data = key.public()
-    data.update(is_management_key=key.is_management, is_provisioning_key=key.is_management,
-                is_free_tier=False, rate_limit={"requests": -1, "interval": "10s", "note": "no request limit"})
+    data.update(
+        is_management_key=key.is_management,
+        is_provisioning_key=key.is_management,
+        is_free_tier=False,
+        rate_limit={"requests": -1, "interval": "10s", "note": "no request limit"},
+        allowed_data_regions=["global"],
+        budgets=[],
+        effective_budget=None,
+        organization_id=None,
+        # no free-tier cap is enforced yet (-1); `used` counts today's requests to :free models
+        free_model_daily_requests={"limit": -1, "remaining": -1, "used": key.usage.free_requests_today},
+    )
     return JSON({"data": data})
 
 

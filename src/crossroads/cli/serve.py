@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 import uvicorn
+from sqlalchemy.engine import make_url
 
 from crossroads.app import create_app
 from crossroads.catalog import ConfigError, read_config
@@ -18,7 +19,7 @@ def _announce(settings: Settings, gateway: Gateway) -> None:
         gateway.catalog.providers[e.provider].usable for e in m.endpoints))
     lines = [
         f"Crossroads listening on {base}  (OpenAI/OpenRouter base URL: {base}/api/v1)",
-        f"Database: {settings.database_url.split('@')[-1]}",
+        f"Database: {make_url(settings.database_url).render_as_string(hide_password=True)}",
         f"Catalog: {len(gateway.catalog.models)} models, {routable} routable; "
         f"{len(usable)} of {len(gateway.catalog.providers)} providers usable: "
         + (", ".join(p.slug for p in usable) or "none yet (add providers in a config file, see README)"),

@@ -208,11 +208,12 @@ class _Run:
         now = datetime.now(timezone.utc)
         ctx = self.ctx
         provider = self.ex.catalog.providers[endpoint.provider] if endpoint else None
-        self.ex.keys.charge(ctx.api_key_hash, cost, now)
+        model = endpoint.model_id if endpoint else self.plan.requested[0]
+        self.ex.keys.charge(ctx.api_key_hash, cost, now, free_model=model.endswith(":free"))
         self.ex.recorder.submit(GenerationRecord(
             id=ctx.generation_id,
             created_at=now,
-            model=endpoint.model_id if endpoint else self.plan.requested[0],
+            model=model,
             api_key_hash=ctx.api_key_hash,
             provider_slug=provider.slug if provider else None,
             provider_name=provider.name if provider else None,

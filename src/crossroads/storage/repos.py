@@ -28,12 +28,14 @@ class GenerationStore:
         return GenerationRecord.from_row(row) if row else None
 
     async def spend_by_key(self, starts: dict[str, datetime]) -> dict[str, dict[str, float]]:
-        """USD spent per key: all time (`total`) and since each of `starts`."""
-        cost = generations.c.total_cost
+        """USD spent per key: all time (`total`) and since each of `starts` (which has `daily`),
+        and `free_requests_today`: the day's requests to `:free` models."""
+        cost, at = generations.c.total_cost, generations.c.created_at
         columns = [sa.func.sum(cost).label("total")] + [
-            sa.func.sum(sa.case((generations.c.created_at >= start, cost), else_=0.0)).label(name)
-            for name, start in starts.items()
+            sa.func.sum(sa.case((at >= start, cost), else_=0.0)).label(name) for name, start in starts.items()
         ]
+        free_today = sa.and_(at >= starts["daily"], generations.c.model.like("%:free"))
+        columns.append(sa.func.sum(sa.case((free_today, 1), else_=0)).label("free_requests_today"))
         query = sa.select(generations.c.api_key_hash, *columns).group_by(generations.c.api_key_hash)
         async with self._engine.connect() as conn:
             rows = (await conn.execute(query)).all()

@@ -2,8 +2,10 @@
 
 `submit()` only appends to an in-memory queue. The writer flushes every `interval`
 seconds or `batch_size` records; `close()` drains everything before shutdown. A batch
-that fails to write is kept and retried, so no record is dropped. Recent records stay
-readable from memory, so `/generation` answers right after a response.
+that fails to write is kept and retried; if the database is still unreachable at
+shutdown, the records go to a spool file that the next start writes first, so no
+record is dropped. Recent records stay readable from memory, so `/generation` answers
+right after a response.
 """
 
 from __future__ import annotations
@@ -11,6 +13,10 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import OrderedDict
+from datetime import datetime
+from pathlib import Path
+
+import orjson
 
 from crossroads.storage.repos import GenerationStore
 from crossroads.telemetry.records import GenerationRecord
@@ -20,9 +26,16 @@ log = logging.getLogger("crossroads.recorder")
 
 class Recorder:
     def __init__(
-        self, store: GenerationStore, *, interval: float = 0.25, batch_size: int = 500, recent: int = 10_000
+        self,
+        store: GenerationStore,
+        *,
+        interval: float = 0.25,
+        batch_size: int = 500,
+        recent: int = 10_000,
+        spool: Path | None = None,
     ) -> None:
         self._store = store
+        self._spool = spool
         self._interval = interval
         self._batch_size = batch_size
         self._pending: list[GenerationRecord] = []
@@ -32,7 +45,16 @@ class Recorder:
         self._task: asyncio.Task[None] | None = None
         self._closing = False
 
-    def start(self) -> None:
+    async def start(self) -> None:
+        """Write what an earlier shutdown spooled, then start the background writer."""
+        if self._spool is not None and self._spool.exists():
+            for line in self._spool.read_bytes().splitlines():
+                row = orjson.loads(line)
+                row["created_at"] = datetime.fromisoformat(row["created_at"])
+                self._pending.append(GenerationRecord(**row))
+            await self.flush()
+            self._spool.unlink()
+            log.warning("wrote generation records spooled at the last shutdown")
         self._task = asyncio.create_task(self._run(), name="crossroads-recorder")
 
     def submit(self, record: GenerationRecord) -> None:
@@ -64,9 +86,23 @@ class Recorder:
             except Exception:  # keep the batch; the next round retries it
                 log.exception("writing %d generation records failed; will retry", len(self._pending))
 
-    async def close(self) -> None:
+    async def close(self, retries: int = 3) -> None:
         self._closing = True
         self._wakeup.set()
         if self._task is not None:
             await self._task
-        await self.flush()
+        for attempt in range(retries):
+            try:
+                await self.flush()
+                return
+            except Exception:
+                log.exception("writing %d generation records at shutdown failed", len(self._pending))
+                await asyncio.sleep(0.2 * 2**attempt)
+        if self._spool is None:
+            raise RuntimeError(f"{len(self._pending)} generation records could not be written")
+        self._spool.parent.mkdir(parents=True, exist_ok=True)
+        with self._spool.open("ab") as spool:
+            for record in self._pending:
+                spool.write(orjson.dumps(record.to_row()) + b"\n")
+        log.error("spooled %d generation records to %s", len(self._pending), self._spool)
+        self._pending.clear()
