@@ -183,7 +183,9 @@ def test_server_on_postgresql(postgres_server, sims) -> None:
     assert "postgresql" in output and "crossroads.db" not in output
     again = Server(tmp_path, config, "--database", url)
     try:
-        assert again.generation(r["id"])["total_cost"] == r["usage"]["cost"]  # read back from PostgreSQL
+        stored = again.get(f"/generation?id={r['id']}", key=again.management_key).json()["data"]
+        assert stored["total_cost"] == r["usage"]["cost"]  # read back from PostgreSQL
+        assert again.get(f"/generation?id={r['id']}").status_code == 404  # another key may not read it
         usage = again.get(f"/keys/{key_hash}", key=again.management_key).json()["data"]["usage"]
         assert usage == pytest.approx(r["usage"]["cost"])
     finally:
