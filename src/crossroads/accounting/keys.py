@@ -30,6 +30,9 @@ def _aware(value: datetime | None) -> datetime | None:
     return value.replace(tzinfo=timezone.utc) if value is not None and value.tzinfo is None else value
 
 
+_DAY = timedelta(days=1)
+
+
 def _period_starts(now: datetime) -> dict[str, datetime]:
     day = now.replace(hour=0, minute=0, second=0, microsecond=0)
     return {"daily": day, "weekly": day - timedelta(days=day.weekday()), "monthly": day.replace(day=1)}
@@ -45,11 +48,11 @@ class Usage:
     free_requests_today: int = 0
 
     def add(self, cost: float, at: datetime, *, free_model: bool = False) -> None:
-        for period, start in _period_starts(at).items():
-            if start != self.starts[period]:
-                self.starts[period], self.periods[period] = start, 0.0
-                if period == "daily":
-                    self.free_requests_today = 0
+        if at >= self.starts["daily"] + _DAY:  # a new UTC day: some periods start over
+            for period, start in _period_starts(at).items():
+                if start != self.starts[period]:
+                    self.starts[period], self.periods[period] = start, 0.0
+            self.free_requests_today = 0
         self.total += cost
         for period in self.periods:
             self.periods[period] += cost

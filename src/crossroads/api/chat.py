@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import secrets
-import string
 import time
 
 from starlette.requests import Request
@@ -15,11 +14,8 @@ from crossroads.errors import GatewayError
 from crossroads.routing.executor import RequestContext
 from crossroads.schema.chat import parse_chat_request
 
-_ALPHABET = string.ascii_letters + string.digits
-
-
 def new_generation_id() -> str:
-    return f"gen-{int(time.time())}-{''.join(secrets.choice(_ALPHABET) for _ in range(20))}"
+    return f"gen-{int(time.time())}-{secrets.token_hex(10)}"
 
 
 def request_context(request: Request, api_key_hash: str | None) -> RequestContext:

@@ -59,8 +59,9 @@ def sort_endpoints(endpoints: list[Endpoint], by: str, stats: LiveStats) -> list
 
 
 def load_balanced(endpoints: list[Endpoint], stats: LiveStats, rng: random.Random) -> list[Endpoint]:
-    stable = [e for e in endpoints if not stats.in_outage(e.id)]
-    unstable = [e for e in endpoints if stats.in_outage(e.id)]
+    down = {e.id for e in endpoints if stats.in_outage(e.id)}
+    stable = [e for e in endpoints if e.id not in down]
+    unstable = [e for e in endpoints if e.id in down]
     if not stable:
         return _by_price(unstable)
     weights = [1.0 / max(blended_price(e), _PRICE_FLOOR) ** 2 for e in stable]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -51,7 +51,7 @@ class GenerationRecord:
     error: dict[str, Any] | None = None
 
     def to_row(self) -> dict[str, Any]:
-        return asdict(self)
+        return {name: getattr(self, name) for name in self.__slots__}  # shallow: the writer only reads
 
     @classmethod
     def from_row(cls, row: Any) -> GenerationRecord:

@@ -1,19 +1,23 @@
 """Live per-endpoint figures from real traffic: latency, throughput, uptime, outages.
 
 Kept in memory, per process; updated after every attempt, read by the router and the
-catalog API. Percentiles are recomputed at most once a second per endpoint.
+catalog API. Outcomes are counted in per-second buckets (outages, last 30 s) and
+per-minute buckets (uptime, last day), so every read is bounded however busy an
+endpoint is. Latency and throughput percentiles come from the latest 4,096 successful
+attempts inside the window, recomputed at most once a second per endpoint.
 """
 
 from __future__ import annotations
 
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 OUTAGE_WINDOW = 30.0
 PERFORMANCE_WINDOW = 30 * 60.0
 PREFERENCE_WINDOW = 5 * 60.0
+_DAY_MINUTES = 1440
 _MAX_SAMPLES = 4096
 _PERCENTILES = (("p50", 0.50), ("p75", 0.75), ("p90", 0.90), ("p99", 0.99))
 
@@ -27,15 +31,21 @@ def percentiles(values: list[float]) -> dict[str, float] | None:
     return {name: ordered[min(last, int(q * len(ordered)))] for name, q in _PERCENTILES}
 
 
+def _bump(buckets: deque, key: int, index: int, limit: int) -> None:
+    """Count one event in the bucket `key` (the newest), dropping buckets past `limit`."""
+    if not buckets or buckets[-1][0] != key:
+        buckets.append([key, 0, 0])
+        while buckets[0][0] <= key - limit:
+            buckets.popleft()
+    buckets[-1][index] += 1
+
+
 @dataclass(slots=True)
 class EndpointStats:
-    # (time, latency ms, throughput tokens/s or None) for successful attempts
-    samples: deque = field(default_factory=lambda: deque(maxlen=_MAX_SAMPLES))
-    # (time, ok, counts for uptime) for every attempt: outages and short-window uptime
-    outcomes: deque = field(default_factory=lambda: deque(maxlen=_MAX_SAMPLES))
-    # minute -> [ok, failed] for the day-long uptime
-    minutes: dict = field(default_factory=dict)
-    _cache: dict = field(default_factory=dict)
+    samples: deque = field(default_factory=lambda: deque(maxlen=_MAX_SAMPLES))  # (t, latency ms, tokens/s)
+    seconds: deque = field(default_factory=deque)  # [second, ok, failed]: every attempt, for outages
+    minutes: deque = field(default_factory=deque)  # [minute, ok, failed]: rate limits excluded, for uptime
+    cache: dict = field(default_factory=dict)
 
 
 class LiveStats:
@@ -53,15 +63,11 @@ class LiveStats:
 
     def _outcome(self, stats: EndpointStats, ok: bool, counts_for_uptime: bool) -> float:
         now = self._clock()
-        stats.outcomes.append((now, ok, counts_for_uptime))
+        index = 1 if ok else 2
+        _bump(stats.seconds, int(now), index, int(OUTAGE_WINDOW) + 1)
         if counts_for_uptime:
-            minute = int(now // 60)
-            bucket = stats.minutes.setdefault(minute, [0, 0])
-            bucket[0 if ok else 1] += 1
-            if len(stats.minutes) > 1500:
-                for old in [m for m in stats.minutes if m < minute - 1440]:
-                    del stats.minutes[old]
-        stats._cache.clear()
+            _bump(stats.minutes, int(now // 60), index, _DAY_MINUTES)
+        stats.cache.clear()
         return now
 
     def record_success(self, endpoint_id: str, latency_ms: float, throughput: float | None) -> None:
@@ -78,15 +84,11 @@ class LiveStats:
         stats = self._endpoints.get(endpoint_id)
         if stats is None:
             return False
-        since = self._clock() - OUTAGE_WINDOW
+        since = int(self._clock() - OUTAGE_WINDOW)
         ok = failed = 0
-        for t, success, _ in reversed(stats.outcomes):
-            if t < since:
-                break
-            if success:
-                ok += 1
-            else:
-                failed += 1
+        for second, good, bad in stats.seconds:
+            if second >= since:
+                ok, failed = ok + good, failed + bad
         return failed > 0 and failed >= ok
 
     def _figures(self, endpoint_id: str, window: float) -> tuple[dict | None, dict | None]:
@@ -95,7 +97,7 @@ class LiveStats:
             return None, None
         now = self._clock()
         key = (window, int(now))
-        cached = stats._cache.get(key)
+        cached = stats.cache.get(key)
         if cached is None:
             since = now - window
             recent = [s for s in stats.samples if s[0] >= since]
@@ -103,7 +105,7 @@ class LiveStats:
                 percentiles([s[1] for s in recent]),
                 percentiles([s[2] for s in recent if s[2] is not None]),
             )
-            stats._cache[key] = cached
+            stats.cache[key] = cached
         return cached
 
     def latency(self, endpoint_id: str, window: float = PERFORMANCE_WINDOW) -> dict[str, float] | None:
@@ -115,19 +117,13 @@ class LiveStats:
         return self._figures(endpoint_id, window)[1]
 
     def uptime(self, endpoint_id: str, window: float) -> float | None:
-        """Percent of attempts that succeeded in the window (rate limits excluded)."""
+        """Percent of attempts that succeeded in the window, by whole minutes (rate limits excluded)."""
         stats = self._endpoints.get(endpoint_id)
         if stats is None:
             return None
-        now = self._clock()
-        if window <= OUTAGE_WINDOW * 20:  # short windows: exact, from the outcome log
-            since = now - window
-            hits = [ok for t, ok, counted in stats.outcomes if t >= since and counted]
-            ok, total = sum(hits), len(hits)
-        else:
-            first = int((now - window) // 60)
-            ok = total = 0
-            for minute, (good, bad) in stats.minutes.items():
-                if minute >= first:
-                    ok, total = ok + good, total + good + bad
+        first = int((self._clock() - window) // 60) + 1
+        ok = total = 0
+        for minute, good, bad in stats.minutes:
+            if minute >= first:
+                ok, total = ok + good, total + good + bad
         return round(100.0 * ok / total, 2) if total else None

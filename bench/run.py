@@ -1,0 +1,142 @@
+#!/usr/bin/env python3
+"""Gateway overhead: wrk against a simulated provider directly, then through Crossroads.
+
+The gateway runs alone on one core (`taskset -c 1`); the simulator and wrk share the
+other. Added latency is measured unloaded (one connection, p50 and p99 of the
+difference); throughput under load (many connections). Requires `wrk` (Debian: wrk).
+
+    python bench/run.py [--seconds 10] [--connections 32] [--stream]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import yaml
+
+HERE = Path(__file__).resolve().parent
+BIN = Path(sys.executable).parent / "crossroads"
+MANAGEMENT_KEY = "sk-cr-bench-management"
+BODY = {"model": "bench/model", "messages": [{"role": "user", "content": "Say hello to the benchmark"}],
+        "max_tokens": 16}
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait(url: str) -> None:
+    for _ in range(200):
+        try:
+            httpx.get(url, timeout=1)
+            return
+        except httpx.HTTPError:
+            time.sleep(0.05)
+    raise SystemExit(f"{url} did not come up")
+
+
+def _wrk(url: str, headers: dict[str, str], body: dict, seconds: int, connections: int, core: str) -> dict:
+    script = tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False)
+    script.write('wrk.method = "POST"\n')
+    script.write(f"wrk.body = {json.dumps(json.dumps(body))}\n")
+    for name, value in {"Content-Type": "application/json", **headers}.items():
+        script.write(f'wrk.headers["{name}"] = "{value}"\n')
+    script.close()
+    out = subprocess.run(
+        ["taskset", "-c", core, "wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", script.name,
+         url],
+        capture_output=True, text=True, check=True,
+    ).stdout
+    os.unlink(script.name)
+
+    def ms(label: str) -> float:
+        value, unit = re.search(rf"^\s+{label}\s+([\d.]+)(us|ms|s)\s*$", out, re.M).groups()
+        return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    return {
+        "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
+        "p50_ms": ms("50%"),
+        "p99_ms": ms("99%"),
+        "non_2xx": int(errors.group(1)) if errors else 0,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--stream", action="store_true", help="measure streamed completions instead")
+    args = parser.parse_args()
+    if not shutil.which("wrk"):
+        raise SystemExit("wrk is not installed (apt-get install wrk)")
+
+    workdir = Path(tempfile.mkdtemp(prefix="crossroads-bench-"))
+    sim_port, gw_port = _free_port(), _free_port()
+    config = {
+        "providers": [{"slug": "sim", "name": "Simulator", "api": "openai",
+                       "base_url": f"http://127.0.0.1:{sim_port}/v1"}],
+        "models": [{"id": "bench/model", "endpoints": [{"provider": "sim", "upstream_model": "mock",
+                    "pricing": {"prompt": "0.000001", "completion": "0.000002"}}]}],
+    }
+    (workdir / "config.yaml").write_text(yaml.safe_dump(config))
+    env = {**os.environ, "CROSSROADS_MANAGEMENT_KEY": MANAGEMENT_KEY}
+    sim = subprocess.Popen(["taskset", "-c", "0", str(BIN), "simulate", "--port", str(sim_port)],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    gateway = subprocess.Popen(
+        ["taskset", "-c", "1", str(BIN), "serve", "--config", str(workdir / "config.yaml"), "--port", str(gw_port),
+         "--data-dir", str(workdir / "data")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    try:
+        _wait(f"http://127.0.0.1:{sim_port}/_sim")
+        _wait(f"http://127.0.0.1:{gw_port}/api/v1/models/count")
+        key = httpx.post(f"http://127.0.0.1:{gw_port}/api/v1/keys", json={"name": "bench"},
+                         headers={"Authorization": f"Bearer {MANAGEMENT_KEY}"}).json()["key"]
+        body = {**BODY, "stream": args.stream}
+        direct = f"http://127.0.0.1:{sim_port}/v1/chat/completions"
+        through = f"http://127.0.0.1:{gw_port}/api/v1/chat/completions"
+        auth = {"Authorization": f"Bearer {key}"}
+        _wrk(through, auth, body, 2, args.connections, "0")  # warm up pools and caches
+        results = {
+            "direct_unloaded": _wrk(direct, {}, {**body, "model": "mock"}, args.seconds, 1, "0"),
+            "gateway_unloaded": _wrk(through, auth, body, args.seconds, 1, "0"),
+            "direct_loaded": _wrk(direct, {}, {**body, "model": "mock"}, args.seconds, args.connections, "0"),
+            "gateway_loaded": _wrk(through, auth, body, args.seconds, args.connections, "0"),
+        }
+    finally:
+        for proc in (gateway, sim):
+            proc.terminate()
+            proc.wait(20)
+        shutil.rmtree(workdir, ignore_errors=True)
+
+    added_p50 = results["gateway_unloaded"]["p50_ms"] - results["direct_unloaded"]["p50_ms"]
+    added_p99 = results["gateway_unloaded"]["p99_ms"] - results["direct_unloaded"]["p99_ms"]
+    kind = "streamed" if args.stream else "non-streaming"
+    print(f"\n{kind} chat completions, gateway on one core, {args.seconds} s per run\n")
+    print("| run | connections | requests/s | p50 | p99 | non-2xx |")
+    print("|---|---|---|---|---|---|")
+    for name, r in results.items():
+        conns = 1 if "unloaded" in name else args.connections
+        print(f"| {name.replace('_', ' ')} | {conns} | {r['rps']:,.0f} | {r['p50_ms']:.2f} ms | "
+              f"{r['p99_ms']:.2f} ms | {r['non_2xx']} |")
+    print(f"\nadded latency (unloaded): p50 {added_p50:.2f} ms, p99 {added_p99:.2f} ms")
+    print(f"gateway throughput: {results['gateway_loaded']['rps']:,.0f} requests/s")
+    if any(r["non_2xx"] for r in results.values()):
+        raise SystemExit("some requests failed")
+
+
+if __name__ == "__main__":
+    main()
