@@ -5,10 +5,9 @@ from __future__ import annotations
 from harness import Server
 
 
-def served_by(server: Server, provider: dict, model: str = "acme/trio", **body) -> str:
-    r = server.chat(model, provider=provider, **body)
-    assert r.status_code == 200, r.text
-    return r.json()["provider"]
+def served_by(server: Server, provider: dict, model: str = "acme/trio", content: str = "hello", **body) -> str:
+    """Which provider served, through the official openai SDK."""
+    return server.sdk_chat(model, content, provider=provider, **body).model_extra["provider"]
 
 
 def error(r) -> dict:
@@ -79,10 +78,21 @@ def test_max_completion_tokens_is_renamed_for_endpoints_that_want_max_tokens(ser
     assert sent["max_tokens"] == 5 and "max_completion_tokens" not in sent
 
 
-def test_tools_prefer_endpoints_that_support_them(server: Server) -> None:
+def test_tools_and_response_format_prefer_endpoints_that_support_them(server: Server) -> None:
     tools = [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}]
     assert served_by(server, {"order": ["gamma", "beta"]}) == "Gamma"
     assert served_by(server, {"order": ["gamma", "beta"]}, tools=tools) == "Beta"  # gamma has no tools
+    json_mode = {"type": "json_object"}
+    assert served_by(server, {"order": ["gamma", "beta"]}, response_format=json_mode) == "Beta"
+    # a soft preference never empties the list: only gamma left, the parameter is dropped
+    assert served_by(server, {"only": ["gamma"]}, response_format=json_mode) == "Gamma"
+
+
+def test_provider_quirks_are_applied(server: Server, sims) -> None:
+    assert served_by(server, {}, "acme/backup", seed=7, max_completion_tokens=5) == "Delta"
+    received = sims["delta"].state()["received"][-1]
+    assert received["headers"]["X-Team"] == "crossroads" and received["headers"]["Api-Key"] == "Token delta-secret"
+    assert "seed" not in received["body"] and received["body"]["max_tokens"] == 5
 
 
 def test_provider_without_credentials_is_listed_but_not_routed(server: Server, sims) -> None:
