@@ -24,6 +24,7 @@ run: install
 
 test: $(VENV)/.installed-test
 	scripts/ensure-postgres
+	$(BIN)/ruff check src tests bench scripts
 	CROSSROADS_TEST_POSTGRES_URL=$${CROSSROADS_TEST_POSTGRES_URL:-$(POSTGRES_URL)} $(BIN)/pytest $(PYTEST_ARGS)
 
 bench: install

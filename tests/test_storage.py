@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import asyncpg
@@ -14,8 +14,8 @@ import pytest
 from conftest import shared_config
 from crossroads.accounting.keys import KeyRing
 from crossroads.storage import GenerationStore, KeyStore, make_engine, migrate
-from crossroads.telemetry.records import GenerationRecord
 from crossroads.telemetry.recorder import Recorder
+from crossroads.telemetry.records import GenerationRecord
 from harness import Server
 
 POSTGRES = os.environ.get("CROSSROADS_TEST_POSTGRES_URL")
@@ -50,7 +50,7 @@ async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncI
 def record(n: int, *, key: str = "k" * 64, model: str = "acme/widget-1", cost: float = 0.001,
            at: datetime | None = None) -> GenerationRecord:
     return GenerationRecord(
-        id=f"gen-test-{n}", created_at=at or datetime.now(timezone.utc), model=model, api_key_hash=key,
+        id=f"gen-test-{n}", created_at=at or datetime.now(UTC), model=model, api_key_hash=key,
         provider_slug="alpha", provider_name="Alpha", endpoint_tag="alpha", total_cost=cost,
         tokens_prompt=10, tokens_completion=n, finish_reason="stop",
         attempts=[{"provider_slug": "alpha", "provider_name": "Alpha", "endpoint_tag": "alpha",
@@ -79,7 +79,7 @@ async def test_recorder_loses_nothing_on_shutdown(database_url: str) -> None:
     assert await store.count() == 1234
     stored = await store.get("gen-test-1233")
     assert stored.tokens_completion == 1233 and stored.attempts[0]["status"] == 200
-    assert stored.created_at.replace(tzinfo=timezone.utc).year >= 2026
+    assert stored.created_at.replace(tzinfo=UTC).year >= 2026
     await engine.dispose()
 
 
@@ -138,7 +138,7 @@ async def test_keys_and_spend(database_url: str) -> None:
     ring = KeyRing(keys)
     await ring.load(generations)
     token, key = await ring.create("app", limit=10.0, limit_reset="daily")
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     await generations.insert_many([
         record(1, key=key.hash, cost=0.5, at=now),
         record(2, key=key.hash, cost=0.25, at=now - timedelta(days=40)),

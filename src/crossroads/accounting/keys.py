@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from crossroads.storage.repos import GenerationStore, KeyStore
@@ -27,7 +27,7 @@ def mask_key(key: str) -> str:
 
 
 def _aware(value: datetime | None) -> datetime | None:
-    return value.replace(tzinfo=timezone.utc) if value is not None and value.tzinfo is None else value
+    return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
 
 
 _DAY = timedelta(days=1)
@@ -44,7 +44,7 @@ class Usage:
 
     total: float = 0.0
     periods: dict[str, float] = field(default_factory=lambda: {"daily": 0.0, "weekly": 0.0, "monthly": 0.0})
-    starts: dict[str, datetime] = field(default_factory=lambda: _period_starts(datetime.now(timezone.utc)))
+    starts: dict[str, datetime] = field(default_factory=lambda: _period_starts(datetime.now(UTC)))
     free_requests_today: int = 0
 
     def add(self, cost: float, at: datetime, *, free_model: bool = False) -> None:
@@ -124,7 +124,7 @@ class KeyRing:
         """Every stored key, with its spend so far."""
         rows = await self._store.all()
         self._keys = {r["hash"]: ApiKey(**r) for r in rows}
-        starts = _period_starts(datetime.now(timezone.utc))
+        starts = _period_starts(datetime.now(UTC))
         for key_hash, spent in (await generations.spend_by_key(starts)).items():
             if key_hash in self._keys:
                 usage = self._keys[key_hash].usage
@@ -135,7 +135,7 @@ class KeyRing:
 
     def authenticate(self, token: str) -> ApiKey | None:
         key = self._keys.get(hash_key(token))
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         if key is None or key.disabled or key.expired(now):
             return None
         key.last_used_at = now
@@ -149,7 +149,7 @@ class KeyRing:
 
     def add_ephemeral(self, token: str, name: str, *, is_management: bool) -> ApiKey:
         """A key known for this process only (the management key from the environment)."""
-        key = ApiKey(hash_key(token), name, mask_key(token), datetime.now(timezone.utc), is_management=is_management)
+        key = ApiKey(hash_key(token), name, mask_key(token), datetime.now(UTC), is_management=is_management)
         self._keys[key.hash] = key
         return key
 
@@ -159,14 +159,14 @@ class KeyRing:
     async def create(self, name: str, *, is_management: bool = False, **fields: Any) -> tuple[str, ApiKey]:
         token = KEY_PREFIX + secrets.token_hex(32)
         key = ApiKey(
-            hash_key(token), name, mask_key(token), datetime.now(timezone.utc), is_management=is_management, **fields
+            hash_key(token), name, mask_key(token), datetime.now(UTC), is_management=is_management, **fields
         )
         await self._store.insert(key.row())
         self._keys[key.hash] = key
         return token, key
 
     async def update(self, key: ApiKey, **fields: Any) -> ApiKey:
-        fields["updated_at"] = datetime.now(timezone.utc)
+        fields["updated_at"] = datetime.now(UTC)
         await self._store.update(key.hash, fields)
         for name, value in fields.items():
             setattr(key, name, value)

@@ -14,6 +14,7 @@ from crossroads.errors import GatewayError
 from crossroads.routing.executor import RequestContext
 from crossroads.schema.chat import parse_chat_request
 
+
 def new_generation_id() -> str:
     return f"gen-{int(time.time())}-{secrets.token_hex(10)}"
 

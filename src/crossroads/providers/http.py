@@ -7,7 +7,6 @@ for the adapters to read.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -65,13 +64,13 @@ class UpstreamClient:
                 headers=request.headers,
                 timeout=self._timeout(provider, stream=request.stream),
             )
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise UpstreamError(provider, "timeout", "Provider timed out") from None
         except aiohttp.ClientError as exc:
             raise UpstreamError(provider, "connection", f"Cannot reach provider: {exc}") from None
         try:
             yield response
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise UpstreamError(provider, "timeout", "Provider timed out") from None
         except aiohttp.ClientError as exc:
             raise UpstreamError(provider, "connection", f"Provider connection failed: {exc}") from None

@@ -78,7 +78,7 @@ class Recorder:
         while not self._closing:
             try:
                 await asyncio.wait_for(self._wakeup.wait(), self._interval)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
             self._wakeup.clear()
             try:

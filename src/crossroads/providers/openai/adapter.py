@@ -11,7 +11,12 @@ from typing import Any
 
 import orjson
 
-from crossroads.providers.base import Completion, UpstreamError, UpstreamRequest, normalise_finish_reason
+from crossroads.providers.base import (
+    Completion,
+    UpstreamError,
+    UpstreamRequest,
+    normalise_finish_reason,
+)
 from crossroads.schema.catalog import Endpoint, Provider
 from crossroads.schema.chat import PARAMETERS, ROUTER_FIELDS
 
