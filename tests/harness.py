@@ -84,12 +84,12 @@ class Simulator:
 class Server:
     """A `crossroads serve` process with its own config, data folder and API key."""
 
-    def __init__(self, tmp: Path, config: dict[str, Any], *args: str, env: dict[str, str] | None = None,
+    def __init__(self, tmp: Path, config: dict[str, Any] | str, *args: str, env: dict[str, str] | None = None,
                  management_key: str | None = MANAGEMENT_KEY) -> None:
         self.tmp = tmp
         tmp.mkdir(parents=True, exist_ok=True)
         self.config_path = tmp / "config.yaml"
-        self.config_path.write_text(yaml.safe_dump(config))
+        self.config_path.write_text(config if isinstance(config, str) else yaml.safe_dump(config))
         self.port = free_port()
         self.management_key = management_key
         environment = {k: v for k, v in os.environ.items() if not k.startswith("CROSSROADS_")}

@@ -126,3 +126,46 @@ def test_config_overrides_bundled_models_and_providers(overriding: Server, sims)
     assert r.status_code == 200 and r.json()["provider"] == "Groq"
     received = sims["delta"].state()["received"][-1]
     assert received["body"]["model"] == "gpt-oss" and received["headers"]["Authorization"] == "Bearer secret-groq"
+
+
+ISSUE_CONFIG = """
+providers:
+  - slug: alpha            # used in provider.order / only / ignore
+    name: Alpha            # display name, returned as `provider` in responses
+    api: openai            # wire protocol
+    base_url: {base_url}
+    api_key_env: ALPHA_API_KEY   # optional
+models:
+  - id: acme/widget-1      # author/slug; a ':free' id is its own model, like OpenRouter's
+    name: "Acme: Widget 1"
+    context_length: 32768
+    description: optional
+    endpoints:
+      - provider: alpha
+        upstream_model: mock-model
+        context_length: 32768
+        max_completion_tokens: 4096
+        quantization: fp8
+        pricing: {{prompt: "0.000001", completion: "0.000002"}}
+        supported_parameters: [max_tokens, temperature, tools, tool_choice]
+"""
+
+
+def test_the_documented_config_shape(sims, tmp_path: Path) -> None:
+    srv = Server(tmp_path, ISSUE_CONFIG.format(base_url=sims["alpha"].url()), env={"ALPHA_API_KEY": "alpha-secret"})
+    try:
+        r = srv.sdk_chat("acme/widget-1", "exactly as documented", temperature=0.2)
+        assert r.model_extra["provider"] == "Alpha" and r.choices[0].message.content.startswith("alpha says:")
+        received = sims["alpha"].state()["received"][-1]
+        assert received["headers"]["Authorization"] == "Bearer alpha-secret"
+        assert received["body"]["model"] == "mock-model" and received["body"]["temperature"] == 0.2
+        model = HTTP.get(srv.base_url + "/model/acme/widget-1").json()["data"]
+        assert model["description"] == "optional" and model["name"] == "Acme: Widget 1"
+    finally:
+        srv.stop()
+    without_key = Server(tmp_path / "nokey", ISSUE_CONFIG.format(base_url=sims["alpha"].url()))
+    try:
+        r = without_key.chat("acme/widget-1")
+        assert r.status_code == 404 and "missing credentials: set ALPHA_API_KEY" in r.json()["error"]["message"]
+    finally:
+        without_key.stop()
