@@ -71,7 +71,9 @@ def test_openai_adapter_request_and_response() -> None:
     c = OpenAIAdapter().parse_chat_response({"id": "x", "choices": [{"message": {"content": "hi",
                                              "reasoning_content": "because"}, "finish_reason": "eos"}]})
     assert c.choices[0]["finish_reason"] == "stop" and c.choices[0]["native_finish_reason"] == "eos"
-    assert c.choices[0]["message"] == {"role": "assistant", "content": "hi", "refusal": None, "reasoning": "because"}
+    assert c.choices[0]["message"] == {"role": "assistant", "content": "hi", "refusal": None, "reasoning": "because",
+                                       "reasoning_details": [{"type": "reasoning.text", "text": "because",
+                                                              "format": "unknown", "index": 0}]}
     with pytest.raises(ValueError):
         OpenAIAdapter().parse_chat_response({"object": "error"})
     with pytest.raises(ValueError):
@@ -149,3 +151,34 @@ def test_catalog_config_errors_name_the_problem() -> None:
                            adapters={"openai"}, env={"DI_KEY": "k"})
     assert catalog.providers["deepinfra"].usable and catalog.providers["deepinfra"].api_key == "k"
     assert catalog.providers["deepinfra"].name == "DeepInfra"  # bundled fields kept
+
+
+def test_reasoning_resolution_and_effort_mapping() -> None:
+    from crossroads.providers.reasoning import resolve_reasoning
+
+    assert resolve_reasoning({}) is None
+    assert resolve_reasoning({"include_reasoning": True}).enabled
+    assert resolve_reasoning({"include_reasoning": False}).exclude
+    spec = resolve_reasoning({"reasoning": {"effort": "high"}})
+    assert spec.enabled and spec.budget(10000) == 8000 and spec.effort_for(None) == "high"
+    budget = resolve_reasoning({"reasoning": {"max_tokens": 2000}})
+    assert budget.budget(999) == 2000 and budget.effort_for(10000) == "low"
+    assert not resolve_reasoning({"reasoning_effort": "none"}).enabled
+    assert resolve_reasoning({"reasoning": {"enabled": True}}).effort_for(None) == "medium"
+
+
+def test_openai_reasoning_and_json_schema_quirks() -> None:
+    e = ep("a", "0", "0")
+    e.supported_parameters = ["reasoning", "response_format", "max_tokens"]
+    provider = Provider(slug="a", name="A", api="openai", base_url="http://x/v1")
+    body = {"messages": [], "reasoning": {"max_tokens": 500}, "max_tokens": 1000,
+            "response_format": {"type": "json_schema", "json_schema": {"name": "p", "schema": {"type": "object"}}}}
+    out = to_openai_body(body, e, provider, stream=False)
+    assert out["reasoning_effort"] == "medium" and "reasoning" not in out
+    assert out["response_format"]["type"] == "json_schema"
+    provider.quirks = Quirks(json_schema="json_object", reasoning="object")
+    out = to_openai_body(body, e, provider, stream=False)
+    assert out["response_format"] == {"type": "json_object", "schema": {"type": "object"}}
+    assert out["reasoning"] == {"max_tokens": 500}
+    e.supported_parameters = ["max_tokens"]
+    assert "reasoning" not in to_openai_body(body, e, provider, stream=False)

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from crossroads.accounting.pricing import usage_cost
 from crossroads.errors import GatewayError
 from crossroads.providers.base import Completion, UpstreamError
+from crossroads.providers.reasoning import strip_reasoning
 from crossroads.routing.plan import Plan
 from crossroads.routing.tokens import estimate_text_tokens
 from crossroads.schema.catalog import Endpoint
@@ -57,9 +58,11 @@ def final_error(errors: list[UpstreamError]) -> GatewayError:
 class Run:
     """Bookkeeping shared by the streaming and non-streaming paths of one request."""
 
-    def __init__(self, ex: Executor, plan: Plan, request: ChatRequest, ctx: RequestContext, *, streamed: bool) -> None:
+    def __init__(self, ex: Executor, plan: Plan, request: ChatRequest, ctx: RequestContext, *, streamed: bool,
+                 exclude_reasoning: bool = False) -> None:
         self.ex, self.plan, self.request, self.ctx = ex, plan, request, ctx
         self.streamed = streamed
+        self.exclude_reasoning = exclude_reasoning  # reasoning.exclude: billed, not shown
         self.attempts: list[Attempt] = []
         self.errors: list[UpstreamError] = []
         self.skip_models: set[str] = set()
@@ -89,6 +92,9 @@ class Run:
         finish, native = choice.get("finish_reason"), choice.get("native_finish_reason")
         text = _completion_text(choice.get("message") or {})
         usage = self.usage(completion.usage, text, endpoint, finish)
+        if self.exclude_reasoning:
+            for c in completion.choices:
+                strip_reasoning(c.get("message") or {})
         seconds = latency_ms / 1000
         self.ex.stats.record_success(endpoint.id, latency_ms, usage["completion_tokens"] / seconds if seconds else None)
         self.attempts.append(Attempt(endpoint.provider, self.ex.catalog.providers[endpoint.provider].name,

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 from crossroads.providers.base import UpstreamError
+from crossroads.providers.reasoning import strip_reasoning
 from crossroads.routing.plan import Plan
 from crossroads.routing.run import RequestContext, Run, elapsed_ms
 from crossroads.schema.catalog import Endpoint
@@ -127,6 +128,8 @@ class _Relay:
                 self.text.append(str((call.get("function") or {}).get("arguments") or ""))
             if c.get("finish_reason"):
                 self.finish_reason, self.native = c["finish_reason"], c.get("native_finish_reason")
+            if self.run.exclude_reasoning:
+                strip_reasoning(delta)
         if not self.first_at:
             self.first_at = time.perf_counter()
         chunk = self.run.header(self.endpoint, "chat.completion.chunk")

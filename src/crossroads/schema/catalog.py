@@ -32,6 +32,8 @@ class Quirks(Struct, kw_only=True, forbid_unknown_fields=True):
     drop_params: list[str] = []
     rename_params: dict[str, str] = {}
     stream_usage: bool = True  # send stream_options.include_usage when streaming
+    reasoning: str = "effort"  # "effort": reasoning_effort; "object": OpenRouter's reasoning object as is
+    json_schema: str = "native"  # "json_object": send json_schema as {"type": "json_object", "schema": ...}
 
 
 class Provider(Struct, kw_only=True, forbid_unknown_fields=True):

@@ -17,11 +17,33 @@ from crossroads.providers.base import (
     UpstreamRequest,
     normalise_finish_reason,
 )
+from crossroads.providers.reasoning import resolve_reasoning
 from crossroads.schema.catalog import Endpoint, Provider
 from crossroads.schema.chat import PARAMETERS, ROUTER_FIELDS
 
 # When an endpoint takes only one spelling of the completion limit, the other is renamed.
 _LIMIT_ALIASES = {"max_completion_tokens": "max_tokens", "max_tokens": "max_completion_tokens"}
+_REASONING_FIELDS = ("reasoning", "reasoning_effort", "include_reasoning")
+
+
+def _reasoning_fields(body: dict[str, Any], endpoint: Endpoint, provider: Provider) -> dict[str, Any]:
+    """OpenRouter's reasoning request in the provider's terms."""
+    spec = resolve_reasoning(body)
+    supported = endpoint.supported_parameters
+    if spec is None or (supported is not None and not set(_REASONING_FIELDS) & set(supported)):
+        return {}
+    if provider.quirks.reasoning == "object":
+        return {"reasoning": body.get("reasoning") or {"enabled": spec.enabled}}
+    if not spec.enabled:
+        return {"reasoning_effort": "none"} if body.get("reasoning_effort") == "none" else {}
+    limit = body.get("max_completion_tokens") or body.get("max_tokens") or endpoint.max_completion_tokens
+    return {"reasoning_effort": spec.effort_for(limit)}
+
+
+def _response_format(value: Any, provider: Provider) -> Any:
+    if provider.quirks.json_schema == "json_object" and isinstance(value, dict) and value.get("type") == "json_schema":
+        return {"type": "json_object", "schema": (value.get("json_schema") or {}).get("schema") or {}}
+    return value
 
 
 def _forwarded_key(key: str, supported: list[str] | None) -> str | None:
@@ -39,12 +61,17 @@ def to_openai_body(body: dict[str, Any], endpoint: Endpoint, provider: Provider,
     for key, value in body.items():
         if value is None or key in ROUTER_FIELDS or key in quirks.drop_params or key in ("model", "stream"):
             continue
+        if key in _REASONING_FIELDS:
+            continue
+        if key == "response_format":
+            value = _response_format(value, provider)
         name = _forwarded_key(key, endpoint.supported_parameters)
         if name is None:
             continue
         if name == "user":  # end-user ids are never sent upstream raw
             value = hashlib.sha256(str(value).encode()).hexdigest()[:32]
         out[quirks.rename_params.get(name, name)] = value
+    out.update(_reasoning_fields(body, endpoint, provider))
     out["stream"] = stream
     if stream and quirks.stream_usage:
         out["stream_options"] = {"include_usage": True}
@@ -66,6 +93,9 @@ def _message(message: dict[str, Any]) -> dict[str, Any]:
     out.setdefault("refusal", None)
     reasoning = out.pop("reasoning_content", None)
     out["reasoning"] = out.get("reasoning") or reasoning
+    if out["reasoning"] and not out.get("reasoning_details"):
+        out["reasoning_details"] = [{"type": "reasoning.text", "text": out["reasoning"], "format": "unknown",
+                                     "index": 0}]
     return out
 
 
@@ -79,6 +109,9 @@ def _choice(choice: dict[str, Any], *, delta: bool) -> dict[str, Any]:
         d = dict(choice.get("delta") or {})
         if "reasoning_content" in d:
             d["reasoning"] = d.pop("reasoning_content")
+        if d.get("reasoning") and not d.get("reasoning_details"):
+            d["reasoning_details"] = [{"type": "reasoning.text", "text": d["reasoning"], "format": "unknown",
+                                       "index": 0}]
         out["delta"] = d
     else:
         out["message"] = _message(choice.get("message") or {})
