@@ -6,6 +6,8 @@ Catalog of the shared server (prices are USD per million tokens, prompt/completi
 - acme/backup: delta only
 - acme/locked: a provider whose key is missing
 - acme/ghostly: ghost (nothing listens there) 0.5/0.5, delta 5/5
+- acme/open: alpha, taking every parameter
+- acme/sonnet: claude, the Anthropic protocol (served by gamma's simulator)
 """
 
 from __future__ import annotations
@@ -41,6 +43,8 @@ def shared_config(sims: dict[str, Simulator]) -> dict:
                              "drop_params": ["seed"], "rename_params": {"max_completion_tokens": "max_tokens"}}),
             {"slug": "locked", "name": "Locked", "api": "openai", "base_url": sims["delta"].url(),
              "api_key_env": "LOCKED_TEST_API_KEY"},
+            {"slug": "claude", "name": "Claude", "api": "anthropic", "base_url": sims["gamma"].url(""),
+             "api_key": "anthropic-secret"},
             {"slug": "ghost", "name": "Ghost", "api": "openai", "base_url": f"http://127.0.0.1:{free_port()}/v1"},
         ],
         "models": [
@@ -59,6 +63,10 @@ def shared_config(sims: dict[str, Simulator]) -> dict:
             ]},
             {"id": "acme/backup", "name": "Acme: Backup", "endpoints": [endpoint("delta", 5, 5)]},
             {"id": "acme/locked", "name": "Acme: Locked", "endpoints": [endpoint("locked", 1, 1)]},
+            {"id": "acme/open", "name": "Acme: Open (OpenAI wire protocol, every parameter)",
+             "endpoints": [endpoint("alpha", 1, 2, supported_parameters=None)]},
+            {"id": "acme/sonnet", "name": "Acme: Sonnet (Anthropic wire protocol)",
+             "endpoints": [endpoint("claude", 3, 15, supported_parameters=None)]},
             {"id": "acme/ghostly", "name": "Acme: Ghostly", "endpoints": [endpoint("ghost", 0.5, 0.5),
                                                                           endpoint("delta", 5, 5)]},
         ],
