@@ -7,6 +7,7 @@ Catalog of the shared server (prices are USD per million tokens, prompt/completi
 - acme/locked: a provider whose key is missing
 - acme/ghostly: ghost (nothing listens there) 0.5/0.5, delta 5/5
 - acme/open: alpha, taking every parameter
+- acme/flash: gem, the Gemini protocol (served by beta's simulator)
 - acme/sonnet: claude, the Anthropic protocol (served by gamma's simulator)
 """
 
@@ -45,6 +46,8 @@ def shared_config(sims: dict[str, Simulator]) -> dict:
              "api_key_env": "LOCKED_TEST_API_KEY"},
             {"slug": "claude", "name": "Claude", "api": "anthropic", "base_url": sims["gamma"].url(""),
              "api_key": "anthropic-secret"},
+            {"slug": "gem", "name": "Gem", "api": "gemini", "base_url": sims["beta"].url("/v1beta"),
+             "api_key": "gemini-secret"},
             {"slug": "ghost", "name": "Ghost", "api": "openai", "base_url": f"http://127.0.0.1:{free_port()}/v1"},
         ],
         "models": [
@@ -65,6 +68,8 @@ def shared_config(sims: dict[str, Simulator]) -> dict:
             {"id": "acme/locked", "name": "Acme: Locked", "endpoints": [endpoint("locked", 1, 1)]},
             {"id": "acme/open", "name": "Acme: Open (OpenAI wire protocol, every parameter)",
              "endpoints": [endpoint("alpha", 1, 2, supported_parameters=None)]},
+            {"id": "acme/flash", "name": "Acme: Flash (Gemini wire protocol)",
+             "endpoints": [endpoint("gem", 0.3, 2.5, supported_parameters=None)]},
             {"id": "acme/sonnet", "name": "Acme: Sonnet (Anthropic wire protocol)",
              "endpoints": [endpoint("claude", 3, 15, supported_parameters=None)]},
             {"id": "acme/ghostly", "name": "Acme: Ghostly", "endpoints": [endpoint("ghost", 0.5, 0.5),

@@ -9,7 +9,8 @@ import pytest
 from harness import Server
 
 # model id -> (simulator that serves it, wire protocol)
-UPSTREAMS = {"acme/open": ("alpha", "openai"), "acme/sonnet": ("gamma", "anthropic")}
+UPSTREAMS = {"acme/open": ("alpha", "openai"), "acme/sonnet": ("gamma", "anthropic"),
+             "acme/flash": ("beta", "gemini")}
 WEATHER = {"type": "function", "function": {"name": "get_weather", "parameters": {
     "type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}
 
@@ -115,3 +116,22 @@ def test_prompt_cache_usage_reported(server: Server) -> None:
         {"role": "user", "content": "hi"}])
     assert r.usage.prompt_tokens_details.cached_tokens == 4
     assert r.usage.model_extra["cost"] > 0
+
+
+def test_thought_signature_goes_back_to_gemini(server: Server, sims) -> None:
+    first = server.sdk_chat("acme/flash", "weather in Oslo?", tools=[WEATHER], reasoning={"effort": "low"})
+    message = first.choices[0].message
+    details = message.model_extra["reasoning_details"]
+    server.openai().chat.completions.create(
+        model="acme/flash", tools=[WEATHER],
+        messages=[{"role": "user", "content": "weather in Oslo?"},
+                  {"role": "assistant", "content": None, "tool_calls": [c.model_dump() for c in message.tool_calls],
+                   "reasoning_details": details},
+                  {"role": "tool", "tool_call_id": message.tool_calls[0].id, "content": "cold"}])
+    sent = sims["beta"].state()["received"][-1]
+    assert sent["path"] == "/v1beta/models/gem-model:generateContent"
+    assert sent["headers"]["x-goog-api-key"] == "gemini-secret"
+    model_turn = sent["body"]["contents"][1]
+    assert model_turn["role"] == "model" and model_turn["parts"][0]["thoughtSignature"] == details[0]["signature"]
+    assert sent["body"]["contents"][2]["parts"][0]["functionResponse"] == {"name": "get_weather",
+                                                                           "response": {"content": "cold"}}
