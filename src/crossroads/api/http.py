@@ -40,15 +40,17 @@ async def read_json(request: Request, max_bytes: int) -> Any:
         raise GatewayError(400, f"Request body is not valid JSON: {exc}") from None
 
 
-def bearer_token(request: Request) -> str | None:
+def bearer_token(request: Request, *, x_api_key: bool = False) -> str | None:
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
-    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+    if scheme.lower() == "bearer" and token.strip():
+        return token.strip()
+    return request.headers.get("x-api-key") if x_api_key else None
 
 
-def authenticate(request: Request, *, management: bool = False) -> ApiKey:
+def authenticate(request: Request, *, management: bool = False, x_api_key: bool = False) -> ApiKey:
     """The caller's key; 401 without a valid one, 403 when it is the wrong kind."""
-    token = bearer_token(request)
+    token = bearer_token(request, x_api_key=x_api_key)
     if token is None:
         raise GatewayError(401, "Missing Authentication header: send 'Authorization: Bearer <key>'")
     key = request.app.state.gateway.keys.authenticate(token)

@@ -1,17 +1,18 @@
-"""The streaming response of chat completions, as a raw ASGI responder.
+"""The streaming response of every inference route, as a raw ASGI responder.
 
 The HTTP status is chosen late: the response starts when the first chunk is ready, so
 an error before it is still a plain JSON error with the right status. If the first
 chunk is slow, the response starts anyway and `: OPENROUTER PROCESSING` comments keep
 the connection alive while the router may still fall back. A client that disconnects
-cancels the relay, which closes the upstream connection.
+cancels the relay, which closes the upstream connection. An `Encoder` turns the
+router's OpenAI-shaped chunks into the wire events of the route's dialect.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 from starlette.types import Receive, Scope, Send
@@ -19,18 +20,54 @@ from starlette.types import Receive, Scope, Send
 from crossroads.errors import GatewayError
 
 KEEPALIVE = b": OPENROUTER PROCESSING\n\n"
-DONE = b"data: [DONE]\n\n"
 
 
-def _event(chunk: dict[str, Any]) -> bytes:
-    return b"data: " + orjson.dumps(chunk) + b"\n\n"
+class Encoder(Protocol):
+    def event(self, chunk: dict[str, Any]) -> bytes:
+        """Wire bytes for one chunk (possibly several events, possibly none)."""
+
+    def close(self) -> bytes:
+        """Wire bytes after the last chunk of a stream that ended normally."""
+
+    def failure(self, error: GatewayError) -> bytes:
+        """Wire bytes for an error after the response started, before any chunk."""
+
+    def error_body(self, error: GatewayError) -> dict[str, Any]:
+        """The JSON error body when the stream fails before the response started."""
+
+
+def data_event(payload: dict[str, Any]) -> bytes:
+    return b"data: " + orjson.dumps(payload) + b"\n\n"
+
+
+def named_event(name: str, payload: dict[str, Any]) -> bytes:
+    return b"event: " + name.encode() + b"\n" + data_event(payload)
+
+
+class ChatEncoder:
+    """OpenAI chat-completion chunks, as OpenRouter streams them."""
+
+    def event(self, chunk: dict[str, Any]) -> bytes:
+        return data_event(chunk)
+
+    def close(self) -> bytes:
+        return b"data: [DONE]\n\n"
+
+    def failure(self, error: GatewayError) -> bytes:
+        return data_event({"error": {"code": error.status, "message": error.message, "metadata": error.metadata},
+                           "choices": []})
+
+    def error_body(self, error: GatewayError) -> dict[str, Any]:
+        return error.envelope()
 
 
 class SSEStream:
-    def __init__(self, chunks: AsyncIterator[dict[str, Any]], headers: dict[str, str], keepalive: float) -> None:
+    def __init__(self, chunks: AsyncIterator[dict[str, Any]], headers: dict[str, str], keepalive: float,
+                 encoder: Encoder) -> None:
         self.chunks = chunks
         self.headers = headers
         self.keepalive = keepalive
+        self.encoder = encoder
         self.started = False
 
     async def _start(self, send: Send, status: int = 200, content_type: bytes = b"text/event-stream") -> None:
@@ -43,6 +80,7 @@ class SSEStream:
 
     async def _relay(self, send: Send) -> None:
         body = lambda data: send({"type": "http.response.body", "body": data, "more_body": True})  # noqa: E731
+        end = lambda data=b"": send({"type": "http.response.body", "body": data})  # noqa: E731
         first = asyncio.ensure_future(anext(self.chunks))
         try:
             while True:
@@ -57,11 +95,9 @@ class SSEStream:
             if not self.started:
                 self.headers.update(error.headers)  # keeps X-Generation-Id: the failed attempts are on record
                 await self._start(send, error.status, b"application/json")
-                await send({"type": "http.response.body", "body": orjson.dumps(error.envelope())})
+                await end(orjson.dumps(self.encoder.error_body(error)))
                 return
-            await body(_event({"error": {"code": error.status, "message": error.message,
-                                         "metadata": error.metadata}, "choices": []}))
-            await send({"type": "http.response.body", "body": b""})
+            await end(self.encoder.failure(error))
             return
         finally:
             if not first.done():  # cancelled by a disconnect: let the relay unwind first
@@ -69,13 +105,13 @@ class SSEStream:
                 await asyncio.wait({first})
         if not self.started:
             await self._start(send)
-        await body(_event(chunk))
+        await body(self.encoder.event(chunk))
         async for chunk in self.chunks:
-            await body(_event(chunk))
-            if chunk.get("error"):  # a failure mid-stream: the error chunk is the last event
-                await send({"type": "http.response.body", "body": b""})
+            await body(self.encoder.event(chunk))
+            if chunk.get("error"):  # a failure mid-stream: the error event is the last one
+                await end()
                 return
-        await send({"type": "http.response.body", "body": DONE})
+        await end(self.encoder.close())
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         relay = asyncio.ensure_future(self._relay(send))
