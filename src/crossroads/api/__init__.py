@@ -4,14 +4,17 @@ from __future__ import annotations
 
 from starlette.routing import BaseRoute, Mount, Route
 
-from crossroads.api import accounts, catalog, chat
+from crossroads.api import accounts, catalog, chat, completions
 from crossroads.api.messages import messages
+from crossroads.api.responses import responses
 
 
 def _routes() -> list[BaseRoute]:
     return [
         Route("/chat/completions", chat.chat_completions, methods=["POST"]),
         Route("/messages", messages, methods=["POST"]),
+        Route("/responses", responses, methods=["POST"]),
+        Route("/completions", completions.completions, methods=["POST"]),
         Route("/models", catalog.list_models, methods=["GET"]),
         Route("/models/count", catalog.count_models, methods=["GET"]),
         Route("/models/{author}/{slug}/endpoints", catalog.list_endpoints, methods=["GET"]),

@@ -1,0 +1,18 @@
+"""POST /responses: the stateless OpenAI Responses API, for the openai SDK's `responses.create`."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from crossroads.api.inference import Dialect, serve_inference
+from crossroads.api.responses.request import responses_to_chat
+from crossroads.api.responses.response import error_body, render_response
+from crossroads.api.responses.stream import ResponsesEncoder
+
+RESPONSES = Dialect(to_chat=responses_to_chat, render=render_response, encoder=ResponsesEncoder,
+                    error_body=error_body)
+
+
+async def responses(request: Request) -> Response:
+    return await serve_inference(request, RESPONSES)
