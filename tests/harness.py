@@ -53,9 +53,9 @@ def _stop(proc: subprocess.Popen) -> str:
 class Simulator:
     """A `crossroads simulate` process."""
 
-    def __init__(self, name: str, *args: str) -> None:
+    def __init__(self, name: str, *args: str, port: int | None = None) -> None:
         self.name = name
-        self.port = free_port()
+        self.port = port or free_port()
         self.proc = subprocess.Popen(
             [str(BIN), "simulate", "--port", str(self.port), "--name", name, *args],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
@@ -84,20 +84,24 @@ class Simulator:
 class Server:
     """A `crossroads serve` process with its own config, data folder and API key."""
 
-    def __init__(self, tmp: Path, config: dict[str, Any] | str, *args: str, env: dict[str, str] | None = None,
-                 management_key: str | None = MANAGEMENT_KEY) -> None:
+    def __init__(self, tmp: Path, config: dict[str, Any] | str | None, *args: str,
+                 env: dict[str, str] | None = None, management_key: str | None = MANAGEMENT_KEY) -> None:
         self.tmp = tmp
         tmp.mkdir(parents=True, exist_ok=True)
         self.config_path = tmp / "config.yaml"
-        self.config_path.write_text(config if isinstance(config, str) else yaml.safe_dump(config))
+        if config is not None:
+            self.config_path.write_text(config if isinstance(config, str) else yaml.safe_dump(config))
+            args = ("--config", str(self.config_path), *args)
         self.port = free_port()
         self.management_key = management_key
-        environment = {k: v for k, v in os.environ.items() if not k.startswith("CROSSROADS_")}
+        # nothing from the outside: no settings, and no provider keys that would make presets live
+        environment = {k: v for k, v in os.environ.items()
+                       if not k.startswith("CROSSROADS_") and not k.endswith("_API_KEY")}
         if management_key:
             environment["CROSSROADS_MANAGEMENT_KEY"] = management_key
         environment.update(env or {})
         self.proc = subprocess.Popen(
-            [str(BIN), "serve", "--config", str(self.config_path), "--port", str(self.port),
+            [str(BIN), "serve", "--port", str(self.port),
              "--data-dir", str(tmp / "data"), *args],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=environment,
         )

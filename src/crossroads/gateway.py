@@ -6,6 +6,7 @@ with the application's lifespan.
 
 from __future__ import annotations
 
+import asyncio
 import random
 import time
 from dataclasses import dataclass, field
@@ -15,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from crossroads.accounting.keys import KeyRing
 from crossroads.catalog import Catalog, load_catalog, read_config
+from crossroads.catalog.discovery import discover_local
 from crossroads.providers import builtin_adapters
 from crossroads.providers.base import Adapter
 from crossroads.providers.http import UpstreamClient
@@ -37,6 +39,8 @@ class Gateway:
     recorder: Recorder
     executor: Executor
     generated_management_key: str | None = field(default=None)
+    created: int = 0
+    _discovery: asyncio.Task[None] | None = field(default=None)
 
     @classmethod
     def build(cls, settings: Settings) -> Gateway:
@@ -52,7 +56,7 @@ class Gateway:
                             spool=Path(settings.data_dir) / "unwritten-generations.jsonl")
         rng = random.Random(settings.routing_seed)
         executor = Executor(catalog, adapters, client, stats, recorder, keys, rng)
-        return cls(settings, catalog, adapters, engine, client, stats, keys, recorder, executor)
+        return cls(settings, catalog, adapters, engine, client, stats, keys, recorder, executor, created=created)
 
     async def start(self) -> None:
         await migrate(self.engine)
@@ -63,8 +67,22 @@ class Gateway:
             self.generated_management_key, _ = await self.keys.create("management", is_management=True)
         await self.client.start()
         await self.recorder.start()
+        await self.discover()
+        self._discovery = asyncio.create_task(self._rediscover(), name="crossroads-discovery")
+
+    async def discover(self) -> None:
+        """Find the local servers that run now, and their models."""
+        own = (self.settings.host, self.settings.port)
+        await discover_local(self.catalog, self.client, own=own, created=self.created)
+
+    async def _rediscover(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.discovery_interval_seconds)
+            await self.discover()
 
     async def stop(self) -> None:
+        if self._discovery is not None:
+            self._discovery.cancel()
         await self.recorder.close()
         await self.client.close()
         await self.engine.dispose()

@@ -25,6 +25,7 @@ class Settings:
     stream_keepalive_seconds: float = 1.0
     routing_seed: int | None = None  # fixes the price-weighted draw, for tests and reproductions
     recorder_interval_seconds: float = 0.25
+    discovery_interval_seconds: float = 30.0  # how often local servers are probed again
     log_level: str = "warning"
 
     @property

@@ -73,6 +73,11 @@ class Catalog:
                 "code": "model_not_found", "retryable": False, "requested_models": [model_id]}})
         return found
 
+    def add(self, model: Model) -> None:
+        """A model found at run time (a local server's)."""
+        self.models[model.id] = model
+        self._by_lower[model.id.lower()] = model.id
+
     def usable_providers(self) -> list[Provider]:
         return [p for p in self.providers.values() if p.usable]
 

@@ -17,7 +17,7 @@ import msgspec
 import yaml
 
 from crossroads.catalog.catalog import Catalog, Model
-from crossroads.schema.catalog import ModelSpec, Provider
+from crossroads.schema.catalog import Endpoint, ModelSpec, Provider
 
 _NO_KEY_NEEDED = "requires_key"
 
@@ -44,6 +44,10 @@ def read_config(path: str | Path | None) -> dict[str, Any]:
 def _bundled() -> dict[str, Any]:
     raw = resources.files("crossroads.catalog").joinpath("data/catalog.json").read_bytes()
     return msgspec.json.decode(raw)
+
+
+def _presets() -> dict[str, Any]:
+    return yaml.safe_load(resources.files("crossroads.catalog").joinpath("data/presets.yaml").read_text())
 
 
 def _merge_by(key: str, base: Iterable[dict[str, Any]], overrides: Iterable[dict[str, Any]]) -> dict[str, dict]:
@@ -76,6 +80,15 @@ def _decode(kind: type, data: dict[str, Any], where: str) -> Any:
         raise ConfigError(f"{where}: {exc}") from None
 
 
+def _aggregator_endpoint(spec: ModelSpec, aggregator: Provider) -> Endpoint:
+    """An aggregator serves a model under the model's own id, at the model's list price."""
+    top = spec.top_provider or {}
+    return Endpoint(provider=aggregator.slug, upstream_model=spec.id, context_length=spec.context_length,
+                    max_completion_tokens=top.get("max_completion_tokens"),
+                    pricing={k: v for k, v in (spec.pricing or {}).items() if isinstance(v, (str, int, float))},
+                    supported_parameters=spec.supported_parameters)
+
+
 def _usability(provider: Provider, adapters: Iterable[str], env: Mapping[str, str], requires_key: bool) -> str | None:
     if provider.api is None:
         return "no wire protocol is known for this provider; set 'api' in the config"
@@ -105,25 +118,31 @@ def load_catalog(
     """The catalog: bundled data overlaid with `config` (already read from YAML)."""
     env = os.environ if env is None else env
     adapters = set(adapters)
-    bundled = _bundled()
-    providers_raw = _merge_by(
-        "slug",
-        ({**p, _NO_KEY_NEEDED: True} for p in bundled["providers"]),
-        config.get("providers") or [],
-    )
+    bundled, presets = _bundled(), _presets()
+    providers_raw = _merge_by("slug", ({**p, _NO_KEY_NEEDED: True} for p in bundled["providers"]),
+                              presets["providers"])
+    providers_raw = _merge_by("slug", providers_raw.values(), config.get("providers") or [])
     providers: dict[str, Provider] = {}
     for slug, raw in providers_raw.items():
-        requires_key = bool(raw.pop(_NO_KEY_NEEDED, False))
+        requires_key = bool(raw.pop(_NO_KEY_NEEDED, False)) and not raw.get("local")
+        raw.setdefault("name", slug)
         provider = _decode(Provider, raw, f"provider {slug}")
-        provider.unusable_reason = _usability(provider, adapters, env, requires_key)
+        provider.config_problem = _usability(provider, adapters, env, requires_key)
         providers[slug] = provider
 
+    models_raw = _merge_models(bundled["models"], presets["models"])
+    bundled_ids = {m["id"] for m in bundled["models"]}
     models: dict[str, Model] = {}
-    for model_id, raw in _merge_models(bundled["models"], config.get("models") or []).items():
+    for model_id, raw in _merge_models(list(models_raw.values()), config.get("models") or []).items():
         spec = _decode(ModelSpec, raw, f"model {model_id}")
         for e in spec.endpoints:
             if e.provider not in providers:
                 raise ConfigError(f"model {model_id}: endpoint names unknown provider '{e.provider}'")
+        listed = model_id in bundled_ids  # an aggregator serves what OpenRouter's catalog lists
+        for aggregator in providers.values():
+            if listed and aggregator.serves_catalog and aggregator.usable and not any(
+                    e.provider == aggregator.slug for e in spec.endpoints):
+                spec.endpoints.append(_aggregator_endpoint(spec, aggregator))
         models[model_id] = Model.build(spec, providers, created=created)
     return Catalog(providers=providers, models=models)
 

@@ -77,6 +77,12 @@ class UpstreamClient:
         finally:
             response.close()
 
+    async def get_json(self, url: str, *, timeout: float) -> object:
+        """A small GET (local discovery); raises `OSError`-like errors when nothing answers."""
+        async with self.session.get(url, timeout=aiohttp.ClientTimeout(total=timeout)) as response:
+            response.raise_for_status()
+            return await response.json(content_type=None)
+
     @staticmethod
     async def read(response: aiohttp.ClientResponse) -> bytes:
         return await response.read()

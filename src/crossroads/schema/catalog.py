@@ -52,7 +52,14 @@ class Provider(Struct, kw_only=True, forbid_unknown_fields=True):
     status_page_url: str | None = None
     headquarters: str | None = None
     datacenters: list[str] | None = None
-    unusable_reason: str | None = None  # set by the catalog loader
+    local: bool = False  # a server on this machine: probed at start and every 30 s
+    serves_catalog: bool = False  # an aggregator (OpenRouter): serves every catalog model under its own id
+    config_problem: str | None = None  # set by the catalog loader
+    offline: str | None = None  # set by local discovery
+
+    @property
+    def unusable_reason(self) -> str | None:
+        return self.config_problem or self.offline
 
     @property
     def usable(self) -> bool:
