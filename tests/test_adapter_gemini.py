@@ -100,6 +100,8 @@ def test_thought_parts_become_reasoning() -> None:
     ("response_safety.json", "content_filter", "SAFETY"),
     ("response_blocked_prompt.json", "content_filter", "SAFETY"),
     ("response_max_tokens.json", "length", "MAX_TOKENS"),
+    ("response_recitation.json", "content_filter", "RECITATION"),
+    ("response_malformed_call.json", "error", "MALFORMED_FUNCTION_CALL"),
 ])
 def test_finish_reasons(name: str, finish: str, native: str) -> None:
     choice = GeminiAdapter().parse_chat_response(fixture(f"gemini/{name}")).choices[0]

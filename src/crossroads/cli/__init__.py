@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from crossroads import __version__
+from crossroads.cli.local import local
 from crossroads.cli.serve import serve
 from crossroads.cli.simulate import simulate
 
@@ -17,3 +18,4 @@ def main() -> None:
 
 main.add_command(serve)
 main.add_command(simulate)
+main.add_command(local)
