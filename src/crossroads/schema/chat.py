@@ -7,13 +7,14 @@ against these types and returns the typed view the router reads.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 import msgspec
 from msgspec import Meta, Struct
 
 from crossroads.errors import GatewayError
 
+T = TypeVar("T")
 Unit = Annotated[float, Meta(ge=0, le=1)]
 Penalty = Annotated[float, Meta(ge=-2, le=2)]
 PositiveInt = Annotated[int, Meta(ge=1)]
@@ -224,14 +225,18 @@ class ChatRequest(Struct):
         return self.max_completion_tokens or self.max_tokens
 
 
-def parse_chat_request(body: Any) -> ChatRequest:
-    """Validate a decoded JSON body; raise a 400 `GatewayError` naming the bad field."""
+def validated(body: Any, kind: type[T]) -> T:
+    """A decoded JSON body checked against `kind`; a 400 `GatewayError` names the bad field."""
     if not isinstance(body, dict):
         raise GatewayError(400, "Request body must be a JSON object")
     try:
-        request = msgspec.convert(body, ChatRequest)
+        return msgspec.convert(body, kind)
     except msgspec.ValidationError as exc:
         raise GatewayError(400, f"Invalid request: {exc}") from None
+
+
+def parse_chat_request(body: Any) -> ChatRequest:
+    request = validated(body, ChatRequest)
     if request.reasoning_effort and request.reasoning and request.reasoning.effort:
         if request.reasoning_effort != request.reasoning.effort:
             raise GatewayError(400, "reasoning_effort and reasoning.effort disagree; set only one")

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-import msgspec
 import orjson
 from msgspec import Meta, Struct
 
 from crossroads.errors import GatewayError
+from crossroads.schema.chat import validated
 
 # OpenRouter's extras on /messages, passed through untouched
 _EXTRAS = ("models", "provider", "plugins", "route", "session_id", "trace", "user", "cache_control")
@@ -115,12 +115,7 @@ def _tool_choice(choice: dict[str, Any]) -> tuple[Any, bool | None]:
 
 
 def messages_to_chat(raw: Any) -> dict[str, Any]:
-    if not isinstance(raw, dict):
-        raise GatewayError(400, "Request body must be a JSON object")
-    try:
-        request = msgspec.convert(raw, MessagesRequest)
-    except msgspec.ValidationError as exc:
-        raise GatewayError(400, f"Invalid request: {exc}") from None
+    request = validated(raw, MessagesRequest)
     if request.fallbacks and raw.get("models"):
         raise GatewayError(400, "Use either 'fallbacks' or 'models', not both")
     messages: list[dict[str, Any]] = []
