@@ -47,10 +47,3 @@ class GatewayError(Exception):
     def envelope(self) -> dict[str, Any]:
         return {"error": {"code": self.status, "message": self.message, "metadata": self.metadata}, "user_id": None}
 
-
-def bad_request(message: str, **metadata: Any) -> GatewayError:
-    return GatewayError(400, message, metadata=metadata or None)
-
-
-def not_found(message: str, **metadata: Any) -> GatewayError:
-    return GatewayError(404, message, metadata=metadata or None)

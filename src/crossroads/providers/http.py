@@ -17,13 +17,6 @@ from crossroads.providers.sse import SSEDecoder
 from crossroads.schema.catalog import Provider
 
 
-def _retry_after(headers: aiohttp.typedefs.LooseHeaders) -> float | None:
-    try:
-        return float(headers.get("Retry-After"))  # type: ignore[union-attr, arg-type]
-    except (TypeError, ValueError):
-        return None
-
-
 class UpstreamClient:
     """Pooled HTTP to providers. `start()` inside the running loop, `close()` at shutdown."""
 
@@ -84,10 +77,6 @@ class UpstreamClient:
             return await response.json(content_type=None)
 
     @staticmethod
-    async def read(response: aiohttp.ClientResponse) -> bytes:
-        return await response.read()
-
-    @staticmethod
     async def events(response: aiohttp.ClientResponse) -> AsyncIterator[str]:
         """The `data` payloads of an SSE response, in order."""
         decoder = SSEDecoder()
@@ -101,4 +90,8 @@ class UpstreamClient:
 
     @staticmethod
     def retry_after(response: aiohttp.ClientResponse) -> float | None:
-        return _retry_after(response.headers)
+        """A provider's `Retry-After`, in seconds, when it sent a number."""
+        try:
+            return float(response.headers.get("Retry-After", ""))
+        except ValueError:
+            return None
