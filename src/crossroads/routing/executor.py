@@ -20,7 +20,6 @@ from crossroads.accounting.keys import KeyRing
 from crossroads.catalog import Catalog
 from crossroads.providers.base import Adapter, UpstreamError
 from crossroads.providers.http import UpstreamClient
-from crossroads.providers.reasoning import resolve_reasoning
 from crossroads.routing.plan import Plan, plan_request
 from crossroads.routing.run import RequestContext, Run, elapsed_ms
 from crossroads.routing.streaming import ChatStream
@@ -30,11 +29,6 @@ from crossroads.telemetry.recorder import Recorder
 from crossroads.telemetry.stats import LiveStats
 
 __all__ = ["ChatStream", "Executor", "RequestContext"]
-
-
-def _excludes_reasoning(body: dict[str, Any]) -> bool:
-    spec = resolve_reasoning(body)
-    return spec is not None and spec.exclude
 
 
 class Executor:
@@ -76,7 +70,7 @@ class Executor:
 
     async def complete(self, request: ChatRequest, body: dict[str, Any], ctx: RequestContext) -> dict[str, Any]:
         plan = self.plan(request, body)
-        run = Run(self, plan, request, ctx, streamed=False, exclude_reasoning=_excludes_reasoning(body))
+        run = Run(self, plan, request, body, ctx, streamed=False)
         for endpoint in plan.endpoints:
             if endpoint.model_id in run.skip_models:
                 continue
@@ -102,6 +96,4 @@ class Executor:
     # -- streaming -----------------------------------------------------------------------
 
     def stream(self, request: ChatRequest, body: dict[str, Any], ctx: RequestContext) -> ChatStream:
-        stream = ChatStream(self, self.plan(request, body), request, body, ctx)
-        stream.run.exclude_reasoning = _excludes_reasoning(body)
-        return stream
+        return ChatStream(self, self.plan(request, body), request, body, ctx)

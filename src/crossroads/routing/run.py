@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from crossroads.accounting.pricing import usage_cost
 from crossroads.errors import GatewayError
 from crossroads.providers.base import Completion, UpstreamError
-from crossroads.providers.reasoning import strip_reasoning
+from crossroads.providers.reasoning import resolve_reasoning, strip_reasoning
 from crossroads.routing.plan import Plan
 from crossroads.routing.tokens import estimate_text_tokens
 from crossroads.schema.catalog import Endpoint
@@ -58,11 +58,12 @@ def final_error(errors: list[UpstreamError]) -> GatewayError:
 class Run:
     """Bookkeeping shared by the streaming and non-streaming paths of one request."""
 
-    def __init__(self, ex: Executor, plan: Plan, request: ChatRequest, ctx: RequestContext, *, streamed: bool,
-                 exclude_reasoning: bool = False) -> None:
+    def __init__(self, ex: Executor, plan: Plan, request: ChatRequest, body: dict[str, Any], ctx: RequestContext, *,
+                 streamed: bool) -> None:
         self.ex, self.plan, self.request, self.ctx = ex, plan, request, ctx
         self.streamed = streamed
-        self.exclude_reasoning = exclude_reasoning  # reasoning.exclude: billed, not shown
+        spec = resolve_reasoning(body)
+        self.exclude_reasoning = spec is not None and spec.exclude  # reasoning.exclude: billed, not shown
         self.attempts: list[Attempt] = []
         self.errors: list[UpstreamError] = []
         self.skip_models: set[str] = set()

@@ -27,7 +27,7 @@ class ChatStream:
     """
 
     def __init__(self, ex: Executor, plan: Plan, request: ChatRequest, body: dict[str, Any], ctx: RequestContext):
-        self.run = Run(ex, plan, request, ctx, streamed=True)
+        self.run = Run(ex, plan, request, body, ctx, streamed=True)
         self.ex, self.body = ex, body
         self.started = False
 
