@@ -22,7 +22,8 @@ def _announce(settings: Settings, gateway: Gateway) -> None:
         f"Database: {make_url(settings.database_url).render_as_string(hide_password=True)}",
         f"Catalog: {len(gateway.catalog.models)} models, {routable} routable; "
         f"{len(usable)} of {len(gateway.catalog.providers)} providers usable: "
-        + (", ".join(p.slug for p in usable) or "none yet (add providers in a config file, see README)"),
+        + (", ".join(p.slug for p in usable) or "none yet: set a provider key (e.g. GROQ_API_KEY), "
+           "run `crossroads local`, or add providers in a config file (see README)"),
     ]
     if gateway.generated_management_key:
         lines += [
