@@ -153,3 +153,15 @@ def test_openrouter_sdk_reads_generation(server: Server) -> None:
 def test_v1_alias(server: Server) -> None:
     client = openai.OpenAI(base_url=server.url("/v1"), api_key=server.api_key, max_retries=0)
     assert client.chat.completions.create(model="acme/widget-1", messages=[{"role": "user", "content": "a"}]).id
+
+
+def test_openrouter_sdk_stream_tolerates_keepalive_comments(server: Server, sims) -> None:
+    sims["alpha"].configure(latency_ms=700)  # several keep-alive comments before the first token
+    text = ""
+    with OpenRouter(api_key=server.api_key, server_url=server.base_url) as client:
+        with client.chat.send(model="acme/widget-1", messages=[{"role": "user", "content": "patience"}],
+                              stream=True) as events:
+            for chunk in events:
+                if chunk.choices:
+                    text += chunk.choices[0].delta.content or ""
+    assert text == "alpha says: patience"
