@@ -21,6 +21,16 @@ WEATHER_TOOL = {
 }
 
 
+def openrouter_stream_text(client: OpenRouter, content: str) -> str:
+    text = ""
+    with client.chat.send(model="acme/widget-1", messages=[{"role": "user", "content": content}],
+                          stream=True) as events:
+        for chunk in events:
+            if chunk.choices:
+                text += chunk.choices[0].delta.content or ""
+    return text
+
+
 def test_openai_sdk_non_streaming(server: Server) -> None:
     raw = server.openai().chat.completions.with_raw_response.create(
         model="acme/widget-1", messages=[{"role": "user", "content": "hello there"}]
@@ -120,13 +130,7 @@ def test_openrouter_sdk(server: Server) -> None:
         record = server.generation(res.id)
         assert record["http_referer"] == "https://example.app" and record["app_title"] == "Example App"
 
-        text = ""
-        with client.chat.send(model="acme/widget-1", messages=[{"role": "user", "content": "yo"}],
-                              stream=True) as events:
-            for chunk in events:
-                if chunk.choices:
-                    text += chunk.choices[0].delta.content or ""
-        assert text == "alpha says: yo"
+        assert openrouter_stream_text(client, "yo") == "alpha says: yo"
 
 
 def test_generation_lookup(server: Server) -> None:
@@ -157,11 +161,5 @@ def test_v1_alias(server: Server) -> None:
 
 def test_openrouter_sdk_stream_tolerates_keepalive_comments(server: Server, sims) -> None:
     sims["alpha"].configure(latency_ms=700)  # several keep-alive comments before the first token
-    text = ""
     with OpenRouter(api_key=server.api_key, server_url=server.base_url) as client:
-        with client.chat.send(model="acme/widget-1", messages=[{"role": "user", "content": "patience"}],
-                              stream=True) as events:
-            for chunk in events:
-                if chunk.choices:
-                    text += chunk.choices[0].delta.content or ""
-    assert text == "alpha says: patience"
+        assert openrouter_stream_text(client, "patience") == "alpha says: patience"
