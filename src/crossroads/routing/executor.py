@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
 from typing import Any
 
+import aiohttp
 import orjson
 
 from crossroads.accounting.keys import KeyRing
@@ -57,14 +59,23 @@ class Executor:
         provider = self.catalog.providers[endpoint.provider]
         return provider, self.adapters[provider.api or ""]
 
-    @staticmethod
-    def http_error(adapter: Adapter, provider: Provider, status: int, raw: bytes, retry: float | None) -> UpstreamError:
-        try:
-            payload: Any = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            payload = raw.decode("utf-8", "replace")[:2000]
-        return UpstreamError(provider, "http", adapter.error_message(payload), status=status, raw=payload,
-                             retry_after=retry)
+    @asynccontextmanager
+    async def attempt(
+        self, endpoint: Endpoint, body: dict[str, Any], *, stream: bool
+    ) -> AsyncIterator[tuple[aiohttp.ClientResponse, Provider, Adapter]]:
+        """One try at `endpoint`: the open response once it answered 200, else an `UpstreamError`."""
+        provider, adapter = self.target(endpoint)
+        upstream = adapter.build_chat_request(body, endpoint, provider, stream=stream)
+        async with self.client.open(upstream, provider) as response:
+            if response.status != 200:
+                raw = await response.read()
+                try:
+                    payload: Any = orjson.loads(raw)
+                except orjson.JSONDecodeError:
+                    payload = raw.decode("utf-8", "replace")[:2000]
+                raise UpstreamError(provider, "http", adapter.error_message(payload), status=response.status,
+                                    raw=payload, retry_after=self.client.retry_after(response))
+            yield response, provider, adapter
 
     # -- non-streaming -------------------------------------------------------------------
 
@@ -74,15 +85,10 @@ class Executor:
         for endpoint in plan.endpoints:
             if endpoint.model_id in run.skip_models:
                 continue
-            provider, adapter = self.target(endpoint)
             since = time.perf_counter()
             try:
-                upstream = adapter.build_chat_request(body, endpoint, provider, stream=False)
-                async with self.client.open(upstream, provider) as response:
+                async with self.attempt(endpoint, body, stream=False) as (response, provider, adapter):
                     raw = await response.read()
-                    if response.status != 200:
-                        retry = self.client.retry_after(response)
-                        raise self.http_error(adapter, provider, response.status, raw, retry)
                 try:
                     completion = adapter.parse_chat_response(orjson.loads(raw))
                 except (ValueError, TypeError, KeyError) as exc:

@@ -91,7 +91,8 @@ class Run:
     def served(self, endpoint: Endpoint, completion: Completion, latency_ms: float) -> dict[str, Any]:
         choice = completion.choices[0] if completion.choices else {}
         finish, native = choice.get("finish_reason"), choice.get("native_finish_reason")
-        text = _completion_text(choice.get("message") or {})
+        reported = (completion.usage or {}).get("completion_tokens") is not None
+        text = "" if reported else _completion_text(choice.get("message") or {})  # only to estimate
         usage = self.usage(completion.usage, text, endpoint, finish)
         if self.exclude_reasoning:
             for c in completion.choices:

@@ -38,15 +38,9 @@ class ChatStream:
                 continue
             relay = _Relay(run, endpoint)
             held: list[dict[str, Any]] = []
-            provider, adapter = self.ex.target(endpoint)
             since = time.perf_counter()
             try:
-                upstream = adapter.build_chat_request(self.body, endpoint, provider, stream=True)
-                async with self.ex.client.open(upstream, provider) as response:
-                    if response.status != 200:
-                        raw = await response.read()
-                        raise self.ex.http_error(adapter, provider, response.status, raw,
-                                                  self.ex.client.retry_after(response))
+                async with self.ex.attempt(endpoint, self.body, stream=True) as (response, provider, adapter):
                     decoder = adapter.stream_decoder()
                     async for data in self.ex.client.events(response):
                         if data.strip() == "[DONE]":
