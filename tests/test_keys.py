@@ -29,6 +29,7 @@ def test_create_key_shape_and_use(server: Server) -> None:
     assert server.post("/chat/completions", {"model": "acme/widget-1",
                                              "messages": [{"role": "user", "content": "x"}]}, key=key).status_code == 200
     me = server.get("/key", key=key).json()["data"]
+    assert server.get("/auth/key", key=key).json()["data"]["hash"] == me["hash"]  # the legacy path
     assert me["usage"] > 0 and me["limit_remaining"] < 5 and me["is_management_key"] is False
 
 

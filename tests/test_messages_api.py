@@ -111,3 +111,17 @@ def test_mid_stream_failure_is_an_error_event(server: Server, sims) -> None:
                                             messages=[{"role": "user", "content": "one two three"}]) as stream:
             for _ in stream:
                 pass
+
+
+def test_generation_id_and_keepalive_on_every_dialect(server: Server, sims) -> None:
+    body = {"model": "acme/open", "max_tokens": 20, "messages": [{"role": "user", "content": "id please"}]}
+    r = HTTP.post(server.url("/api/v1/messages"), headers={"x-api-key": server.api_key}, json=body)
+    assert r.json()["id"] == r.headers["x-generation-id"]
+    assert server.generation(r.headers["x-generation-id"])["model"] == "acme/open"
+    r = HTTP.post(server.base_url + "/responses", headers=server.headers(), json={"model": "acme/open", "input": "x"})
+    assert server.generation(r.headers["x-generation-id"])["tokens_completion"] == r.json()["usage"]["output_tokens"]
+    sims["alpha"].configure(latency_ms=600)
+    with HTTP.stream("POST", server.url("/api/v1/messages"), headers={"x-api-key": server.api_key},
+                     json={**body, "stream": True}) as stream:
+        lines = [line for line in stream.iter_lines() if line]
+    assert lines[0] == ": OPENROUTER PROCESSING" and "event: message_stop" in lines
