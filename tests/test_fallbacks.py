@@ -136,7 +136,10 @@ def test_mid_stream_failure_ends_with_an_error_chunk(server: Server, sims) -> No
     last = events[-1]
     assert last["error"]["code"] == 502 and last["error"]["metadata"]["provider_name"] == "Alpha"
     assert last["choices"][0]["finish_reason"] == "error"
-    assert all("error" not in e for e in events[:-1]) and len(events) == 3
+    assert all("error" not in e for e in events[:-1])
+    # the simulator resets the connection after two tokens; a reset may drop what was in flight
+    text = "".join(e["choices"][0]["delta"].get("content") or "" for e in events[:-1])
+    assert text and "alpha says: one two three".startswith(text) and text != "alpha says: one two three"
     g = server.generation(r.headers["x-generation-id"])
     assert g["finish_reason"] == "error" and g["total_cost"] == 0  # zero-completion insurance
 
