@@ -16,7 +16,7 @@ $(VENV)/.installed: pyproject.toml
 
 $(VENV)/.installed-test: pyproject.toml $(VENV)/.installed
 	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[test]' 2>&1 | grep -v "^WARNING: Location" || true
-	$(BIN)/python -c "import openai, openrouter, pytest"
+	$(BIN)/python -c "import openai, openrouter, pytest, mypy"
 	touch $@
 
 run: install
@@ -25,6 +25,8 @@ run: install
 test: $(VENV)/.installed-test
 	scripts/ensure-postgres
 	$(BIN)/ruff check src tests bench scripts
+	$(BIN)/ruff format --check src tests bench scripts
+	$(BIN)/mypy
 	CROSSROADS_TEST_POSTGRES_URL=$${CROSSROADS_TEST_POSTGRES_URL:-$(POSTGRES_URL)} $(BIN)/pytest $(PYTEST_ARGS)
 
 bench: install

@@ -27,8 +27,11 @@ import yaml
 HERE = Path(__file__).resolve().parent
 BIN = Path(sys.executable).parent / "crossroads"
 MANAGEMENT_KEY = "sk-cr-bench-management"
-BODY = {"model": "bench/model", "messages": [{"role": "user", "content": "Say hello to the benchmark"}],
-        "max_tokens": 16}
+BODY = {
+    "model": "bench/model",
+    "messages": [{"role": "user", "content": "Say hello to the benchmark"}],
+    "max_tokens": 16,
+}
 
 
 def _free_port() -> int:
@@ -49,7 +52,9 @@ def _wait(url: str) -> None:
     raise SystemExit(f"{url} did not come up")
 
 
-def _wrk(url: str, headers: dict[str, str], body: dict, seconds: int, connections: int, core: str) -> dict:
+def _wrk(
+    url: str, headers: dict[str, str], body: dict, seconds: int, connections: int, core: str
+) -> dict:
     script = tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False)
     script.write('wrk.method = "POST"\n')
     script.write(f"wrk.body = {json.dumps(json.dumps(body))}\n")
@@ -57,9 +62,22 @@ def _wrk(url: str, headers: dict[str, str], body: dict, seconds: int, connection
         script.write(f'wrk.headers["{name}"] = "{value}"\n')
     script.close()
     out = subprocess.run(
-        ["taskset", "-c", core, "wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", script.name,
-         url],
-        capture_output=True, text=True, check=True,
+        [
+            "taskset",
+            "-c",
+            core,
+            "wrk",
+            "-t1",
+            f"-c{connections}",
+            f"-d{seconds}s",
+            "--latency",
+            "-s",
+            script.name,
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     os.unlink(script.name)
 
@@ -77,10 +95,14 @@ def _wrk(url: str, headers: dict[str, str], body: dict, seconds: int, connection
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--connections", type=int, default=32)
-    parser.add_argument("--stream", action="store_true", help="measure streamed completions instead")
+    parser.add_argument(
+        "--stream", action="store_true", help="measure streamed completions instead"
+    )
     args = parser.parse_args()
     if not shutil.which("wrk"):
         raise SystemExit("wrk is not installed (apt-get install wrk)")
@@ -88,23 +110,60 @@ def main() -> None:
     workdir = Path(tempfile.mkdtemp(prefix="crossroads-bench-"))
     sim_port, gw_port = _free_port(), _free_port()
     config = {
-        "providers": [{"slug": "sim", "name": "Simulator", "api": "openai",
-                       "base_url": f"http://127.0.0.1:{sim_port}/v1"}],
-        "models": [{"id": "bench/model", "endpoints": [{"provider": "sim", "upstream_model": "mock",
-                    "pricing": {"prompt": "0.000001", "completion": "0.000002"}}]}],
+        "providers": [
+            {
+                "slug": "sim",
+                "name": "Simulator",
+                "api": "openai",
+                "base_url": f"http://127.0.0.1:{sim_port}/v1",
+            }
+        ],
+        "models": [
+            {
+                "id": "bench/model",
+                "endpoints": [
+                    {
+                        "provider": "sim",
+                        "upstream_model": "mock",
+                        "pricing": {"prompt": "0.000001", "completion": "0.000002"},
+                    }
+                ],
+            }
+        ],
     }
     (workdir / "config.yaml").write_text(yaml.safe_dump(config))
     env = {**os.environ, "CROSSROADS_MANAGEMENT_KEY": MANAGEMENT_KEY}
-    sim = subprocess.Popen(["taskset", "-c", "0", str(BIN), "simulate", "--port", str(sim_port)],
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    sim = subprocess.Popen(
+        ["taskset", "-c", "0", str(BIN), "simulate", "--port", str(sim_port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     gateway = subprocess.Popen(
-        ["taskset", "-c", "1", str(BIN), "serve", "--config", str(workdir / "config.yaml"), "--port", str(gw_port),
-         "--data-dir", str(workdir / "data")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+        [
+            "taskset",
+            "-c",
+            "1",
+            str(BIN),
+            "serve",
+            "--config",
+            str(workdir / "config.yaml"),
+            "--port",
+            str(gw_port),
+            "--data-dir",
+            str(workdir / "data"),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env,
+    )
     try:
         _wait(f"http://127.0.0.1:{sim_port}/_sim")
         _wait(f"http://127.0.0.1:{gw_port}/api/v1/models/count")
-        key = httpx.post(f"http://127.0.0.1:{gw_port}/api/v1/keys", json={"name": "bench"},
-                         headers={"Authorization": f"Bearer {MANAGEMENT_KEY}"}).json()["key"]
+        key = httpx.post(
+            f"http://127.0.0.1:{gw_port}/api/v1/keys",
+            json={"name": "bench"},
+            headers={"Authorization": f"Bearer {MANAGEMENT_KEY}"},
+        ).json()["key"]
         body = {**BODY, "stream": args.stream}
         direct = f"http://127.0.0.1:{sim_port}/v1/chat/completions"
         through = f"http://127.0.0.1:{gw_port}/api/v1/chat/completions"
@@ -113,7 +172,9 @@ def main() -> None:
         results = {
             "direct_unloaded": _wrk(direct, {}, {**body, "model": "mock"}, args.seconds, 1, "0"),
             "gateway_unloaded": _wrk(through, auth, body, args.seconds, 1, "0"),
-            "direct_loaded": _wrk(direct, {}, {**body, "model": "mock"}, args.seconds, args.connections, "0"),
+            "direct_loaded": _wrk(
+                direct, {}, {**body, "model": "mock"}, args.seconds, args.connections, "0"
+            ),
             "gateway_loaded": _wrk(through, auth, body, args.seconds, args.connections, "0"),
         }
     finally:
@@ -130,8 +191,10 @@ def main() -> None:
     print("|---|---|---|---|---|---|")
     for name, r in results.items():
         conns = 1 if "unloaded" in name else args.connections
-        print(f"| {name.replace('_', ' ')} | {conns} | {r['rps']:,.0f} | {r['p50_ms']:.2f} ms | "
-              f"{r['p99_ms']:.2f} ms | {r['non_2xx']} |")
+        print(
+            f"| {name.replace('_', ' ')} | {conns} | {r['rps']:,.0f} | {r['p50_ms']:.2f} ms | "
+            f"{r['p99_ms']:.2f} ms | {r['non_2xx']} |"
+        )
     print(f"\nadded latency (unloaded): p50 {added_p50:.2f} ms, p99 {added_p99:.2f} ms")
     print(f"gateway throughput: {results['gateway_loaded']['rps']:,.0f} requests/s")
     if any(r["non_2xx"] for r in results.values()):

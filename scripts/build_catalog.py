@@ -21,9 +21,19 @@ DEFAULT_OUTPUT = HERE.parent / "src" / "crossroads" / "catalog" / "data" / "cata
 
 # OpenRouter provider slug -> models.dev provider id, for the providers' own model names
 MODELS_DEV_PROVIDERS = {
-    "openai": "openai", "anthropic": "anthropic", "google-ai-studio": "google", "groq": "groq",
-    "together": "togetherai", "deepinfra": "deepinfra", "fireworks": "fireworks-ai", "cerebras": "cerebras",
-    "mistral": "mistral", "xai": "xai", "deepseek": "deepseek", "nebius": "nebius", "novita": "novita-ai",
+    "openai": "openai",
+    "anthropic": "anthropic",
+    "google-ai-studio": "google",
+    "groq": "groq",
+    "together": "togetherai",
+    "deepinfra": "deepinfra",
+    "fireworks": "fireworks-ai",
+    "cerebras": "cerebras",
+    "mistral": "mistral",
+    "xai": "xai",
+    "deepseek": "deepseek",
+    "nebius": "nebius",
+    "novita": "novita-ai",
 }
 
 ENDPOINT_FIELDS = (
@@ -54,7 +64,7 @@ def _name_key(model_id: str) -> str:
 
 
 def _native_names(src: Path) -> dict[str, dict[str, str]]:
-    """Per OpenRouter provider slug: OpenRouter model id or name key -> the provider's own model id."""
+    """Per OpenRouter provider slug: OpenRouter model id or name key -> the provider's model id."""
     dev = json.loads((src / "models-dev.json").read_text())
     out: dict[str, dict[str, str]] = {}
     for slug, dev_id in MODELS_DEV_PROVIDERS.items():
@@ -73,9 +83,17 @@ def _upstream_model(model_id: str, provider: str, native: dict[str, dict[str, st
 
 
 def _providers(src: Path, used_slugs: set[str], names: dict[str, str]) -> list[dict]:
-    current = {p["slug"]: p for p in json.loads((src / "openrouter-providers-2026-08-08.json").read_text())["data"]}
-    older = {p["slug"]: p for p in json.loads((src / "openrouter-providers.json").read_text())["data"]}
-    front = {p["slug"]: p for p in json.loads((src / "openrouter-frontend-providers-2026-08-08.json").read_text())}
+    current = {
+        p["slug"]: p
+        for p in json.loads((src / "openrouter-providers-2026-08-08.json").read_text())["data"]
+    }
+    older = {
+        p["slug"]: p for p in json.loads((src / "openrouter-providers.json").read_text())["data"]
+    }
+    front = {
+        p["slug"]: p
+        for p in json.loads((src / "openrouter-frontend-providers-2026-08-08.json").read_text())
+    }
     rows = []
     for slug in sorted(set(current) | used_slugs):
         base = current.get(slug) or older.get(slug) or {"slug": slug, "name": names.get(slug, slug)}
@@ -86,14 +104,19 @@ def _providers(src: Path, used_slugs: set[str], names: dict[str, str]) -> list[d
                 "slug": slug,
                 "name": base.get("name") or names.get(slug, slug),
                 "api": _wire_protocol(f) if f else None,
-                "base_url": f.get("baseUrl") if str(f.get("baseUrl", "")).startswith("http") else None,
+                "base_url": f.get("baseUrl")
+                if str(f.get("baseUrl", "")).startswith("http")
+                else None,
                 "privacy_policy_url": base.get("privacy_policy_url"),
                 "terms_of_service_url": base.get("terms_of_service_url"),
                 "status_page_url": base.get("status_page_url"),
                 "headquarters": base.get("headquarters"),
                 "datacenters": base.get("datacenters"),
                 "data_policy": (
-                    {"training": bool(policy.get("training")), "retains_prompts": bool(policy.get("retainsPrompts"))}
+                    {
+                        "training": bool(policy.get("training")),
+                        "retains_prompts": bool(policy.get("retainsPrompts")),
+                    }
                     if policy
                     else None
                 ),
@@ -106,7 +129,12 @@ def _endpoint(raw: dict, model_id: str, native: dict[str, dict[str, str]]) -> di
     tag = raw["tag"]
     provider = tag.split("/")[0]
     pricing = {k: v for k, v in raw["pricing"].items() if k != "discount" or v}
-    out = {"tag": tag, "provider": provider, "provider_name": raw["provider_name"], "pricing": pricing}
+    out = {
+        "tag": tag,
+        "provider": provider,
+        "provider_name": raw["provider_name"],
+        "pricing": pricing,
+    }
     upstream = _upstream_model(model_id, provider, native)
     if upstream:
         out["upstream_model"] = upstream
@@ -117,8 +145,12 @@ def _endpoint(raw: dict, model_id: str, native: dict[str, dict[str, str]]) -> di
 
 
 def build(src: Path) -> dict:
-    listed = {m["id"]: m for m in json.loads((src / "openrouter-models-all.json").read_text())["data"]}
-    older = {m["id"]: m for m in json.loads((src / "openrouter-models-2026-05.json").read_text())["data"]}
+    listed = {
+        m["id"]: m for m in json.loads((src / "openrouter-models-all.json").read_text())["data"]
+    }
+    older = {
+        m["id"]: m for m in json.loads((src / "openrouter-models-2026-05.json").read_text())["data"]
+    }
     models, used_slugs, names = [], set(), {}
     native = _native_names(src)
     for path in sorted((src / "openrouter-endpoints").glob("*.json")):
@@ -135,7 +167,8 @@ def build(src: Path) -> dict:
             names[e["provider"]] = e["provider_name"]
         models.append(model)
     return {
-        "source": "OpenRouter public API snapshots (2026-05 and 2026-08), see ../shared/catalog-data/README.md",
+        "source": "OpenRouter public API snapshots (2026-05 and 2026-08), "
+        "see ../shared/catalog-data/README.md",
         "providers": _providers(src, used_slugs, names),
         "models": models,
     }
@@ -149,8 +182,11 @@ def main() -> None:
     out.write_text(json.dumps(catalog, separators=(",", ":"), sort_keys=True) + "\n")
     endpoints = [e for m in catalog["models"] for e in m["endpoints"]]
     named = sum(1 for e in endpoints if "upstream_model" in e)
-    print(f"{out}: {len(catalog['models'])} models, {len(endpoints)} endpoints ({named} with the provider's own "
-          f"model name), {len(catalog['providers'])} providers")
+    print(
+        f"{out}: {len(catalog['models'])} models, {len(endpoints)} endpoints "
+        f"({named} with the provider's own "
+        f"model name), {len(catalog['providers'])} providers"
+    )
 
 
 if __name__ == "__main__":

@@ -29,8 +29,15 @@ def decode_stream(path: str, decoder: Any) -> list[dict[str, Any]]:
 
 def merged(chunks: list[dict[str, Any]]) -> dict[str, Any]:
     """Fold OpenAI-shaped chunks into one message, the way SDK stream helpers do."""
-    out: dict[str, Any] = {"content": "", "reasoning": "", "tool_calls": {}, "reasoning_details": [],
-                           "finish_reason": None, "native_finish_reason": None, "usage": None}
+    out: dict[str, Any] = {
+        "content": "",
+        "reasoning": "",
+        "tool_calls": {},
+        "reasoning_details": [],
+        "finish_reason": None,
+        "native_finish_reason": None,
+        "usage": None,
+    }
     for chunk in chunks:
         out["usage"] = chunk.get("usage") or out["usage"]
         for choice in chunk["choices"]:
@@ -39,13 +46,18 @@ def merged(chunks: list[dict[str, Any]]) -> dict[str, Any]:
             out["reasoning"] += delta.get("reasoning") or ""
             out["reasoning_details"] += delta.get("reasoning_details") or []
             for call in delta.get("tool_calls") or []:
-                slot = out["tool_calls"].setdefault(call["index"], {"id": None, "name": None, "arguments": ""})
+                slot = out["tool_calls"].setdefault(
+                    call["index"], {"id": None, "name": None, "arguments": ""}
+                )
                 slot["id"] = call.get("id") or slot["id"]
                 fn = call.get("function") or {}
                 slot["name"] = fn.get("name") or slot["name"]
                 slot["arguments"] += fn.get("arguments") or ""
             if choice.get("finish_reason"):
-                out["finish_reason"], out["native_finish_reason"] = choice["finish_reason"], choice["native_finish_reason"]
+                out["finish_reason"], out["native_finish_reason"] = (
+                    choice["finish_reason"],
+                    choice["native_finish_reason"],
+                )
     return out
 
 

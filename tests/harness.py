@@ -29,7 +29,10 @@ def _wait(url: str, proc: subprocess.Popen, timeout: float = 20.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"process exited with {proc.returncode}: {proc.stdout.read() if proc.stdout else ''}")
+            raise RuntimeError(
+                f"process exited with {proc.returncode}: "
+                f"{proc.stdout.read() if proc.stdout else ''}"
+            )
         try:
             if HTTP.get(url, timeout=1).status_code < 500:
                 return
@@ -58,7 +61,9 @@ class Simulator:
         self.port = port or free_port()
         self.proc = subprocess.Popen(
             [str(BIN), "simulate", "--port", str(self.port), "--name", name, *args],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
         )
         _wait(self.url("/_sim"), self.proc)
 
@@ -84,26 +89,39 @@ class Simulator:
 class Server:
     """A `crossroads serve` process with its own config, data folder and API key."""
 
-    def __init__(self, tmp: Path, config: dict[str, Any] | str | None, *args: str,
-                 env: dict[str, str] | None = None, management_key: str | None = MANAGEMENT_KEY) -> None:
+    def __init__(
+        self,
+        tmp: Path,
+        config: dict[str, Any] | str | None,
+        *args: str,
+        env: dict[str, str] | None = None,
+        management_key: str | None = MANAGEMENT_KEY,
+    ) -> None:
         self.tmp = tmp
         tmp.mkdir(parents=True, exist_ok=True)
         self.config_path = tmp / "config.yaml"
         if config is not None:
-            self.config_path.write_text(config if isinstance(config, str) else yaml.safe_dump(config))
+            self.config_path.write_text(
+                config if isinstance(config, str) else yaml.safe_dump(config)
+            )
             args = ("--config", str(self.config_path), *args)
         self.port = free_port()
         self.management_key = management_key
         # nothing from the outside: no settings, and no provider keys that would make presets live
-        environment = {k: v for k, v in os.environ.items()
-                       if not k.startswith("CROSSROADS_") and not k.endswith("_API_KEY")}
+        environment = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith("CROSSROADS_") and not k.endswith("_API_KEY")
+        }
         if management_key:
             environment["CROSSROADS_MANAGEMENT_KEY"] = management_key
         environment.update(env or {})
         self.proc = subprocess.Popen(
-            [str(BIN), "serve", "--port", str(self.port),
-             "--data-dir", str(tmp / "data"), *args],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=environment,
+            [str(BIN), "serve", "--port", str(self.port), "--data-dir", str(tmp / "data"), *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=environment,
         )
         _wait(self.url("/api/v1/models/count"), self.proc)
         self.api_key = self.create_key("tests")["key"] if management_key else None
@@ -117,8 +135,11 @@ class Server:
         return f"http://127.0.0.1:{self.port}{path}"
 
     def create_key(self, name: str, **fields: Any) -> dict[str, Any]:
-        r = HTTP.post(self.url("/api/v1/keys"), json={"name": name, **fields},
-                       headers={"Authorization": f"Bearer {self.management_key}"})
+        r = HTTP.post(
+            self.url("/api/v1/keys"),
+            json={"name": name, **fields},
+            headers={"Authorization": f"Bearer {self.management_key}"},
+        )
         r.raise_for_status()
         return r.json()
 
@@ -126,15 +147,21 @@ class Server:
         return {"Authorization": f"Bearer {key or self.api_key}"}
 
     def post(self, path: str, body: Any, key: str | None = None, **kw: Any) -> httpx.Response:
-        return HTTP.post(self.url("/api/v1" + path), json=body, headers={**self.headers(key), **kw.pop("headers", {})},
-                         **kw)
+        return HTTP.post(
+            self.url("/api/v1" + path),
+            json=body,
+            headers={**self.headers(key), **kw.pop("headers", {})},
+            **kw,
+        )
 
     def get(self, path: str, key: str | None = None, **kw: Any) -> httpx.Response:
         return HTTP.get(self.url("/api/v1" + path), headers=self.headers(key), **kw)
 
     def chat(self, model: str, content: str = "hello", **body: Any) -> httpx.Response:
-        return self.post("/chat/completions", {"model": model, "messages": [{"role": "user", "content": content}],
-                                               **body})
+        return self.post(
+            "/chat/completions",
+            {"model": model, "messages": [{"role": "user", "content": content}], **body},
+        )
 
     def openai(self, **kw: Any) -> openai.OpenAI:
         if kw:
@@ -145,10 +172,21 @@ class Server:
 
     def sdk_chat(self, model: str, content: str = "hello", **body: Any) -> Any:
         """A chat completion through the official openai SDK; OpenRouter fields go in extra_body."""
-        typed = {"max_tokens", "max_completion_tokens", "temperature", "top_p", "seed", "tools", "tool_choice",
-                 "response_format", "user", "stop"}
+        typed = {
+            "max_tokens",
+            "max_completion_tokens",
+            "temperature",
+            "top_p",
+            "seed",
+            "tools",
+            "tool_choice",
+            "response_format",
+            "user",
+            "stop",
+        }
         return self.openai().chat.completions.create(
-            model=model, messages=[{"role": "user", "content": content}],
+            model=model,
+            messages=[{"role": "user", "content": content}],
             extra_body={k: v for k, v in body.items() if k not in typed} or None,
             **{k: v for k, v in body.items() if k in typed},
         )
@@ -163,9 +201,19 @@ class Server:
 
 
 def provider(slug: str, sim: Simulator, **extra: Any) -> dict[str, Any]:
-    return {"slug": slug, "name": slug.capitalize(), "api": "openai", "base_url": sim.url(), **extra}
+    return {
+        "slug": slug,
+        "name": slug.capitalize(),
+        "api": "openai",
+        "base_url": sim.url(),
+        **extra,
+    }
 
 
 def endpoint(slug: str, prompt: float, completion: float, **extra: Any) -> dict[str, Any]:
-    return {"provider": slug, "upstream_model": f"{slug}-model",
-            "pricing": {"prompt": f"{prompt / 1e6:.10f}", "completion": f"{completion / 1e6:.10f}"}, **extra}
+    return {
+        "provider": slug,
+        "upstream_model": f"{slug}-model",
+        "pricing": {"prompt": f"{prompt / 1e6:.10f}", "completion": f"{completion / 1e6:.10f}"},
+        **extra,
+    }

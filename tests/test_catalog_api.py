@@ -11,13 +11,40 @@ from openrouter import OpenRouter
 from conftest import shared_config
 from harness import HTTP, Server, Simulator
 
-MODEL_REQUIRED = {"id", "canonical_slug", "name", "created", "pricing", "context_length", "architecture",
-                  "top_provider", "per_request_limits", "supported_parameters", "default_parameters",
-                  "supported_voices", "links"}
-ENDPOINT_REQUIRED = {"name", "model_id", "model_name", "context_length", "pricing", "provider_name", "tag",
-                     "quantization", "max_completion_tokens", "max_prompt_tokens", "supported_parameters",
-                     "uptime_last_30m", "uptime_last_5m", "uptime_last_1d", "supports_implicit_caching",
-                     "latency_last_30m", "throughput_last_30m"}
+MODEL_REQUIRED = {
+    "id",
+    "canonical_slug",
+    "name",
+    "created",
+    "pricing",
+    "context_length",
+    "architecture",
+    "top_provider",
+    "per_request_limits",
+    "supported_parameters",
+    "default_parameters",
+    "supported_voices",
+    "links",
+}
+ENDPOINT_REQUIRED = {
+    "name",
+    "model_id",
+    "model_name",
+    "context_length",
+    "pricing",
+    "provider_name",
+    "tag",
+    "quantization",
+    "max_completion_tokens",
+    "max_prompt_tokens",
+    "supported_parameters",
+    "uptime_last_30m",
+    "uptime_last_5m",
+    "uptime_last_1d",
+    "supports_implicit_caching",
+    "latency_last_30m",
+    "throughput_last_30m",
+}
 
 
 def test_models_list_has_bundled_and_configured_models(server: Server) -> None:
@@ -42,8 +69,12 @@ def test_models_filters_and_pagination(server: Server) -> None:
     assert 0 < images["total_count"] < page["total_count"]
     assert all("image" in m["architecture"]["output_modalities"] for m in images["data"])
     vision = HTTP.get(server.base_url + "/models", params={"input_modalities": "image,file"}).json()
-    assert all({"image", "file"} <= set(m["architecture"]["input_modalities"]) for m in vision["data"])
-    tools = HTTP.get(server.base_url + "/models", params={"supported_parameters": "tools,seed"}).json()
+    assert all(
+        {"image", "file"} <= set(m["architecture"]["input_modalities"]) for m in vision["data"]
+    )
+    tools = HTTP.get(
+        server.base_url + "/models", params={"supported_parameters": "tools,seed"}
+    ).json()
     assert all({"tools", "seed"} <= set(m["supported_parameters"]) for m in tools["data"])
     found = HTTP.get(server.base_url + "/models", params={"q": "gpt-oss-120b"}).json()
     assert {m["id"] for m in found["data"]} == {"openai/gpt-oss-120b", "openai/gpt-oss-120b:free"}
@@ -63,7 +94,9 @@ def test_gpt_oss_endpoints_with_real_providers(server: Server) -> None:
     reasons = {e["tag"]: e["unavailable_reason"] for e in data["endpoints"]}
     assert "missing credentials" in reasons["deepinfra/bf16"]
     assert all(reasons.values())
-    free = HTTP.get(server.base_url + "/models/openai/gpt-oss-120b:free/endpoints").json()["data"]["endpoints"]
+    free = HTTP.get(server.base_url + "/models/openai/gpt-oss-120b:free/endpoints").json()["data"][
+        "endpoints"
+    ]
     assert [(e["tag"], e["pricing"]["prompt"]) for e in free] == [("open-inference/int8", "0")]
 
 
@@ -79,7 +112,12 @@ def test_endpoints_report_live_figures_and_availability(server: Server) -> None:
 def test_single_model_and_unknown(server: Server) -> None:
     data = HTTP.get(server.base_url + "/model/openai/gpt-oss-120b").json()["data"]
     assert data["id"] == "openai/gpt-oss-120b" and data["context_length"] == 131072
-    assert HTTP.get(server.base_url + "/model/openai/gpt-oss-120b:free").json()["data"]["pricing"]["prompt"] == "0"
+    assert (
+        HTTP.get(server.base_url + "/model/openai/gpt-oss-120b:free").json()["data"]["pricing"][
+            "prompt"
+        ]
+        == "0"
+    )
     assert HTTP.get(server.base_url + "/model/acme/none").status_code == 404
     assert HTTP.get(server.base_url + "/models/acme/none/endpoints").status_code == 404
 
@@ -87,9 +125,14 @@ def test_single_model_and_unknown(server: Server) -> None:
 def test_providers_say_which_are_usable(server: Server) -> None:
     rows = {p["slug"]: p for p in HTTP.get(server.base_url + "/providers").json()["data"]}
     assert rows["alpha"]["usable"] is True and rows["alpha"]["name"] == "Alpha"
-    assert rows["locked"]["usable"] is False and "LOCKED_TEST_API_KEY" in rows["locked"]["unusable_reason"]
+    assert (
+        rows["locked"]["usable"] is False
+        and "LOCKED_TEST_API_KEY" in rows["locked"]["unusable_reason"]
+    )
     assert rows["deepinfra"]["usable"] is False and rows["deepinfra"]["privacy_policy_url"]
-    assert {"name", "slug", "privacy_policy_url", "terms_of_service_url", "status_page_url"} <= set(rows["groq"])
+    assert {"name", "slug", "privacy_policy_url", "terms_of_service_url", "status_page_url"} <= set(
+        rows["groq"]
+    )
 
 
 def test_openrouter_sdk_catalog_calls(server: Server) -> None:
@@ -106,10 +149,21 @@ def test_openrouter_sdk_catalog_calls(server: Server) -> None:
 def overriding(sims: dict[str, Simulator], tmp_path: Path) -> Iterator[Server]:
     config = shared_config(sims)
     # route a bundled model to a simulator, and rename a bundled provider
-    config["providers"].append({"slug": "groq", "api": "openai", "base_url": sims["delta"].url(),
-                                "api_key_env": "GROQ_TEST_KEY"})
-    config["models"].append({"id": "openai/gpt-oss-120b", "description": "overridden",
-                             "endpoints": [{"provider": "groq", "upstream_model": "gpt-oss"}]})
+    config["providers"].append(
+        {
+            "slug": "groq",
+            "api": "openai",
+            "base_url": sims["delta"].url(),
+            "api_key_env": "GROQ_TEST_KEY",
+        }
+    )
+    config["models"].append(
+        {
+            "id": "openai/gpt-oss-120b",
+            "description": "overridden",
+            "endpoints": [{"provider": "groq", "upstream_model": "gpt-oss"}],
+        }
+    )
     srv = Server(tmp_path, config, env={"GROQ_TEST_KEY": "secret-groq"})
     yield srv
     srv.stop()
@@ -118,14 +172,19 @@ def overriding(sims: dict[str, Simulator], tmp_path: Path) -> Iterator[Server]:
 def test_config_overrides_bundled_models_and_providers(overriding: Server, sims) -> None:
     model = HTTP.get(overriding.base_url + "/model/openai/gpt-oss-120b").json()["data"]
     assert model["description"] == "overridden" and model["context_length"] == 131072
-    endpoints = HTTP.get(overriding.base_url + "/models/openai/gpt-oss-120b/endpoints").json()["data"]["endpoints"]
+    endpoints = HTTP.get(overriding.base_url + "/models/openai/gpt-oss-120b/endpoints").json()[
+        "data"
+    ]["endpoints"]
     assert len(endpoints) == 20  # merged by tag: groq replaced, the others kept
     groq = next(e for e in endpoints if e["tag"] == "groq")
     assert groq["available"] is True and groq["pricing"]["prompt"]  # bundled price kept
     r = overriding.chat("openai/gpt-oss-120b")
     assert r.status_code == 200 and r.json()["provider"] == "Groq"
     received = sims["delta"].state()["received"][-1]
-    assert received["body"]["model"] == "gpt-oss" and received["headers"]["Authorization"] == "Bearer secret-groq"
+    assert (
+        received["body"]["model"] == "gpt-oss"
+        and received["headers"]["Authorization"] == "Bearer secret-groq"
+    )
 
 
 ISSUE_CONFIG = """
@@ -152,10 +211,16 @@ models:
 
 
 def test_the_documented_config_shape(sims, tmp_path: Path) -> None:
-    srv = Server(tmp_path, ISSUE_CONFIG.format(base_url=sims["alpha"].url()), env={"ALPHA_API_KEY": "alpha-secret"})
+    srv = Server(
+        tmp_path,
+        ISSUE_CONFIG.format(base_url=sims["alpha"].url()),
+        env={"ALPHA_API_KEY": "alpha-secret"},
+    )
     try:
         r = srv.sdk_chat("acme/widget-1", "exactly as documented", temperature=0.2)
-        assert r.model_extra["provider"] == "Alpha" and r.choices[0].message.content.startswith("alpha says:")
+        assert r.model_extra["provider"] == "Alpha" and r.choices[0].message.content.startswith(
+            "alpha says:"
+        )
         received = sims["alpha"].state()["received"][-1]
         assert received["headers"]["Authorization"] == "Bearer alpha-secret"
         assert received["body"]["model"] == "mock-model" and received["body"]["temperature"] == 0.2
@@ -166,6 +231,9 @@ def test_the_documented_config_shape(sims, tmp_path: Path) -> None:
     without_key = Server(tmp_path / "nokey", ISSUE_CONFIG.format(base_url=sims["alpha"].url()))
     try:
         r = without_key.chat("acme/widget-1")
-        assert r.status_code == 404 and "missing credentials: set ALPHA_API_KEY" in r.json()["error"]["message"]
+        assert (
+            r.status_code == 404
+            and "missing credentials: set ALPHA_API_KEY" in r.json()["error"]["message"]
+        )
     finally:
         without_key.stop()

@@ -16,15 +16,20 @@ WEATHER_TOOL = {
     "function": {
         "name": "get_weather",
         "description": "Weather for a city",
-        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+        "parameters": {
+            "type": "object",
+            "properties": {"city": {"type": "string"}},
+            "required": ["city"],
+        },
     },
 }
 
 
 def openrouter_stream_text(client: OpenRouter, content: str) -> str:
     text = ""
-    with client.chat.send(model="acme/widget-1", messages=[{"role": "user", "content": content}],
-                          stream=True) as events:
+    with client.chat.send(
+        model="acme/widget-1", messages=[{"role": "user", "content": content}], stream=True
+    ) as events:
         for chunk in events:
             if chunk.choices:
                 text += chunk.choices[0].delta.content or ""
@@ -67,8 +72,14 @@ def test_openai_sdk_streaming(server: Server) -> None:
 
 
 def test_raw_stream_framing(server: Server) -> None:
-    body = {"model": "acme/widget-1", "stream": True, "messages": [{"role": "user", "content": "x"}]}
-    with httpx.stream("POST", server.base_url + "/chat/completions", json=body, headers=server.headers()) as r:
+    body = {
+        "model": "acme/widget-1",
+        "stream": True,
+        "messages": [{"role": "user", "content": "x"}],
+    }
+    with httpx.stream(
+        "POST", server.base_url + "/chat/completions", json=body, headers=server.headers()
+    ) as r:
         assert r.status_code == 200
         assert r.headers["content-type"].startswith("text/event-stream")
         assert r.headers["x-generation-id"].startswith("gen-")
@@ -81,8 +92,14 @@ def test_raw_stream_framing(server: Server) -> None:
 
 def test_keepalive_comments_while_waiting_for_first_token(server: Server, sims) -> None:
     sims["alpha"].configure(latency_ms=700)
-    body = {"model": "acme/widget-1", "stream": True, "messages": [{"role": "user", "content": "slow"}]}
-    with httpx.stream("POST", server.base_url + "/chat/completions", json=body, headers=server.headers()) as r:
+    body = {
+        "model": "acme/widget-1",
+        "stream": True,
+        "messages": [{"role": "user", "content": "slow"}],
+    }
+    with httpx.stream(
+        "POST", server.base_url + "/chat/completions", json=body, headers=server.headers()
+    ) as r:
         lines = [line for line in r.iter_lines() if line]
     first_data = next(i for i, line in enumerate(lines) if line.startswith("data:"))
     assert first_data >= 2 and all(line == ": OPENROUTER PROCESSING" for line in lines[:first_data])
@@ -91,44 +108,74 @@ def test_keepalive_comments_while_waiting_for_first_token(server: Server, sims) 
 
 def test_tools_pass_through(server: Server, sims) -> None:
     r = server.openai().chat.completions.create(
-        model="acme/widget-1", messages=[{"role": "user", "content": "weather in Paris?"}],
-        tools=[WEATHER_TOOL], tool_choice="auto",
+        model="acme/widget-1",
+        messages=[{"role": "user", "content": "weather in Paris?"}],
+        tools=[WEATHER_TOOL],
+        tool_choice="auto",
     )
     call = r.choices[0].message.tool_calls[0]
     assert r.choices[0].finish_reason == "tool_calls"
-    assert call.function.name == "get_weather" and json.loads(call.function.arguments) == {"city": "example"}
+    assert call.function.name == "get_weather" and json.loads(call.function.arguments) == {
+        "city": "example"
+    }
     sent = sims["alpha"].last_body()
-    assert sent["tools"] == [WEATHER_TOOL] and sent["tool_choice"] == "auto" and sent["model"] == "mock-model"
+    assert (
+        sent["tools"] == [WEATHER_TOOL]
+        and sent["tool_choice"] == "auto"
+        and sent["model"] == "mock-model"
+    )
 
     follow_up = server.openai().chat.completions.create(
-        model="acme/widget-1", tools=[WEATHER_TOOL],
-        messages=[{"role": "user", "content": "weather in Paris?"},
-                  {"role": "assistant", "content": None, "tool_calls": [call.model_dump()]},
-                  {"role": "tool", "tool_call_id": call.id, "content": "sunny"}],
+        model="acme/widget-1",
+        tools=[WEATHER_TOOL],
+        messages=[
+            {"role": "user", "content": "weather in Paris?"},
+            {"role": "assistant", "content": None, "tool_calls": [call.model_dump()]},
+            {"role": "tool", "tool_call_id": call.id, "content": "sunny"},
+        ],
         tool_choice="none",
     )
     assert follow_up.choices[0].message.content.startswith("alpha says:")
-    assert sims["alpha"].last_body()["messages"][2] == {"role": "tool", "tool_call_id": call.id, "content": "sunny"}
+    assert sims["alpha"].last_body()["messages"][2] == {
+        "role": "tool",
+        "tool_call_id": call.id,
+        "content": "sunny",
+    }
 
 
 def test_tools_streaming(server: Server) -> None:
     stream = server.openai().chat.completions.create(
-        model="acme/widget-1", messages=[{"role": "user", "content": "weather?"}], tools=[WEATHER_TOOL], stream=True
+        model="acme/widget-1",
+        messages=[{"role": "user", "content": "weather?"}],
+        tools=[WEATHER_TOOL],
+        stream=True,
     )
     chunks = list(stream)
     calls = [tc for c in chunks if c.choices for tc in c.choices[0].delta.tool_calls or []]
-    assert calls[0].function.name == "get_weather" and json.loads(calls[0].function.arguments) == {"city": "example"}
-    assert [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason] == ["tool_calls"]
+    assert calls[0].function.name == "get_weather" and json.loads(calls[0].function.arguments) == {
+        "city": "example"
+    }
+    assert [
+        c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason
+    ] == ["tool_calls"]
 
 
 def test_openrouter_sdk(server: Server) -> None:
-    with OpenRouter(api_key=server.api_key, server_url=server.base_url, http_referer="https://example.app",
-                    x_open_router_title="Example App") as client:
-        res = client.chat.send(model="acme/widget-1", messages=[{"role": "user", "content": "hi"}], stream=False)
+    with OpenRouter(
+        api_key=server.api_key,
+        server_url=server.base_url,
+        http_referer="https://example.app",
+        x_open_router_title="Example App",
+    ) as client:
+        res = client.chat.send(
+            model="acme/widget-1", messages=[{"role": "user", "content": "hi"}], stream=False
+        )
         assert res.choices[0].message.content == "alpha says: hi"
         assert res.id.startswith("gen-") and res.model == "acme/widget-1"
         record = server.generation(res.id)
-        assert record["http_referer"] == "https://example.app" and record["app_title"] == "Example App"
+        assert (
+            record["http_referer"] == "https://example.app" and record["app_title"] == "Example App"
+        )
 
         assert openrouter_stream_text(client, "yo") == "alpha says: yo"
 
@@ -156,7 +203,9 @@ def test_openrouter_sdk_reads_generation(server: Server) -> None:
 
 def test_v1_alias(server: Server) -> None:
     client = openai.OpenAI(base_url=server.url("/v1"), api_key=server.api_key, max_retries=0)
-    assert client.chat.completions.create(model="acme/widget-1", messages=[{"role": "user", "content": "a"}]).id
+    assert client.chat.completions.create(
+        model="acme/widget-1", messages=[{"role": "user", "content": "a"}]
+    ).id
 
 
 def test_openrouter_sdk_stream_tolerates_keepalive_comments(server: Server, sims) -> None:

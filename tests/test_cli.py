@@ -21,7 +21,13 @@ def test_help_lists_commands() -> None:
     for flag in ("--config", "--host", "--port", "--database"):
         assert flag in serve
     simulate = run("simulate", "--help").stdout
-    for flag in ("--latency-ms", "--tokens-per-second", "--fail-rate", "--status", "--die-after-chunks"):
+    for flag in (
+        "--latency-ms",
+        "--tokens-per-second",
+        "--fail-rate",
+        "--status",
+        "--die-after-chunks",
+    ):
         assert flag in simulate
 
 
@@ -40,14 +46,18 @@ def test_serve_rejects_a_bad_config(tmp_path: Path) -> None:
 def test_simulate_flags_shape_the_provider() -> None:
     sim = Simulator("flaky", "--fail-rate", "1", "--status", "429")
     try:
-        r = httpx.post(sim.url("/v1/chat/completions"), json={"messages": [{"role": "user", "content": "x"}]})
+        r = httpx.post(
+            sim.url("/v1/chat/completions"), json={"messages": [{"role": "user", "content": "x"}]}
+        )
         assert r.status_code == 429 and r.headers["retry-after"] == "1"
         assert r.json()["error"]["message"] == "flaky simulated failure"
     finally:
         sim.stop()
     sim = Simulator("steady", "--latency-ms", "150", "--tokens-per-second", "50")
     try:
-        r = httpx.post(sim.url("/v1/chat/completions"), json={"messages": [{"role": "user", "content": "a b"}]})
+        r = httpx.post(
+            sim.url("/v1/chat/completions"), json={"messages": [{"role": "user", "content": "a b"}]}
+        )
         assert r.json()["choices"][0]["message"]["content"] == "steady says: a b"
         assert r.elapsed.total_seconds() >= 0.15
         assert sim.state()["behaviour"]["tokens_per_second"] == 50

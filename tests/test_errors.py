@@ -1,4 +1,4 @@
-"""Bad input gets OpenRouter's error envelope with the right status, through raw HTTP and the SDKs."""
+"""Bad input gets OpenRouter's error envelope with the right status, over raw HTTP and the SDKs."""
 
 from __future__ import annotations
 
@@ -21,13 +21,40 @@ def envelope(r) -> dict:
         ({"model": "acme/widget-1"}, "messages"),
         ({"model": "acme/widget-1", "messages": []}, "messages"),
         ({"model": "acme/widget-1", "messages": [{"role": "robot", "content": "x"}]}, "role"),
-        ({"model": "acme/widget-1", "messages": [{"role": "user", "content": "x"}], "temperature": 9}, "temperature"),
-        ({"model": "acme/widget-1", "messages": [{"role": "user", "content": "x"}], "max_tokens": "ten"}, "max_tokens"),
-        ({"model": "acme/widget-1", "messages": [{"role": "user", "content": "x"}], "provider": {"sort": "fast"}},
-         "sort"),
+        (
+            {
+                "model": "acme/widget-1",
+                "messages": [{"role": "user", "content": "x"}],
+                "temperature": 9,
+            },
+            "temperature",
+        ),
+        (
+            {
+                "model": "acme/widget-1",
+                "messages": [{"role": "user", "content": "x"}],
+                "max_tokens": "ten",
+            },
+            "max_tokens",
+        ),
+        (
+            {
+                "model": "acme/widget-1",
+                "messages": [{"role": "user", "content": "x"}],
+                "provider": {"sort": "fast"},
+            },
+            "sort",
+        ),
         ({"messages": [{"role": "user", "content": "x"}]}, "model"),
-        ({"model": "acme/widget-1", "messages": [{"role": "user", "content": "x"}], "reasoning_effort": "low",
-          "reasoning": {"effort": "high"}}, "reasoning"),
+        (
+            {
+                "model": "acme/widget-1",
+                "messages": [{"role": "user", "content": "x"}],
+                "reasoning_effort": "low",
+                "reasoning": {"effort": "high"},
+            },
+            "reasoning",
+        ),
         ([1, 2, 3], "object"),
     ],
 )
@@ -38,7 +65,9 @@ def test_malformed_requests_are_400(server: Server, body, needle: str) -> None:
 
 
 def test_body_that_is_not_json(server: Server) -> None:
-    r = HTTP.post(server.base_url + "/chat/completions", content=b"{not json", headers=server.headers())
+    r = HTTP.post(
+        server.base_url + "/chat/completions", content=b"{not json", headers=server.headers()
+    )
     assert r.status_code == 400 and "JSON" in envelope(r)["message"]
 
 
@@ -55,14 +84,18 @@ def test_authentication(server: Server) -> None:
     r = server.post("/chat/completions", body, key=MANAGEMENT_KEY)
     assert r.status_code == 403
     with pytest.raises(openai.AuthenticationError):
-        openai.OpenAI(base_url=server.base_url, api_key="wrong", max_retries=0).chat.completions.create(**body)
+        openai.OpenAI(
+            base_url=server.base_url, api_key="wrong", max_retries=0
+        ).chat.completions.create(**body)
 
 
 def test_unknown_model_is_404(server: Server) -> None:
     r = server.chat("acme/nothing-here")
     assert r.status_code == 404 and "acme/nothing-here" in envelope(r)["message"]
     with pytest.raises(openai.NotFoundError):
-        server.openai().chat.completions.create(model="acme/nothing-here", messages=[{"role": "user", "content": "x"}])
+        server.openai().chat.completions.create(
+            model="acme/nothing-here", messages=[{"role": "user", "content": "x"}]
+        )
     assert server.chat("acme/widget-1:nonsense").status_code == 404
 
 

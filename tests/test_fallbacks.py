@@ -36,7 +36,9 @@ def test_connection_error_falls_back(server: Server) -> None:
     r = server.chat("acme/ghostly", provider={"order": ["ghost", "delta"]})
     assert r.json()["provider"] == "Delta"
     attempts = server.generation(r.json()["id"])["attempts"]
-    assert attempts[0]["provider_slug"] == "ghost" and "Cannot reach provider" in attempts[0]["error"]
+    assert (
+        attempts[0]["provider_slug"] == "ghost" and "Cannot reach provider" in attempts[0]["error"]
+    )
 
 
 def test_request_error_does_not_fall_back_to_another_provider(server: Server, sims) -> None:
@@ -76,7 +78,9 @@ def test_all_rate_limited_is_429_with_retry_after(server: Server, sims) -> None:
     assert r.status_code == 429 and r.headers["retry-after"] == "1"
     assert r.json()["error"]["metadata"]["availability"]["code"] == "capacity_exhausted"
     with pytest.raises(openai.RateLimitError):
-        server.openai().chat.completions.create(model="acme/trio", messages=[{"role": "user", "content": "x"}])
+        server.openai().chat.completions.create(
+            model="acme/trio", messages=[{"role": "user", "content": "x"}]
+        )
 
 
 def test_failed_request_is_recorded(server: Server, sims) -> None:
@@ -92,7 +96,8 @@ def test_failed_request_is_recorded(server: Server, sims) -> None:
 def test_models_fallback_on_any_error(server: Server, sims) -> None:
     sims["alpha"].configure(fail_rate=1.0, status=400)
     r = server.openai().chat.completions.create(
-        model="acme/widget-1", messages=[{"role": "user", "content": "hi"}],
+        model="acme/widget-1",
+        messages=[{"role": "user", "content": "hi"}],
         extra_body={"models": ["acme/backup"]},
     )
     assert r.model == "acme/backup" and r.model_extra["provider"] == "Delta"
@@ -101,14 +106,23 @@ def test_models_fallback_on_any_error(server: Server, sims) -> None:
 
 
 def test_models_fallback_skips_models_that_cannot_be_served(server: Server) -> None:
-    r = server.post("/chat/completions", {"models": ["acme/locked", "nope/missing", "acme/backup"],
-                                          "messages": [{"role": "user", "content": "hi"}]})
+    r = server.post(
+        "/chat/completions",
+        {
+            "models": ["acme/locked", "nope/missing", "acme/backup"],
+            "messages": [{"role": "user", "content": "hi"}],
+        },
+    )
     assert r.status_code == 200 and r.json()["model"] == "acme/backup"
 
 
 def test_pre_stream_failure_is_a_plain_http_error(server: Server, sims) -> None:
     sims["alpha"].configure(fail_rate=1.0, status=503)
-    body = {"model": "acme/widget-1", "stream": True, "messages": [{"role": "user", "content": "x"}]}
+    body = {
+        "model": "acme/widget-1",
+        "stream": True,
+        "messages": [{"role": "user", "content": "x"}],
+    }
     r = server.post("/chat/completions", body)
     assert r.status_code == 503 and r.headers["content-type"] == "application/json"
     assert r.json()["error"]["metadata"]["provider_name"] == "Alpha"
@@ -119,18 +133,28 @@ def test_pre_stream_failure_is_a_plain_http_error(server: Server, sims) -> None:
 def test_stream_falls_back_before_first_token(server: Server, sims) -> None:
     sims["beta"].configure(die_after_chunks=0)  # beta answers 200, then dies before any token
     stream = server.openai().chat.completions.create(
-        model="acme/trio", messages=[{"role": "user", "content": "go"}], stream=True,
+        model="acme/trio",
+        messages=[{"role": "user", "content": "go"}],
+        stream=True,
         extra_body={"provider": {"order": ["beta", "alpha"]}},
     )
     chunks = list(stream)
     assert {c.model_extra["provider"] for c in chunks} == {"Alpha"}
-    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "alpha says: go"
+    assert (
+        "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "alpha says: go"
+    )
 
 
 def test_mid_stream_failure_ends_with_an_error_chunk(server: Server, sims) -> None:
     sims["alpha"].configure(die_after_chunks=2)
-    body = {"model": "acme/widget-1", "stream": True, "messages": [{"role": "user", "content": "one two three"}]}
-    with httpx.stream("POST", server.base_url + "/chat/completions", json=body, headers=server.headers()) as r:
+    body = {
+        "model": "acme/widget-1",
+        "stream": True,
+        "messages": [{"role": "user", "content": "one two three"}],
+    }
+    with httpx.stream(
+        "POST", server.base_url + "/chat/completions", json=body, headers=server.headers()
+    ) as r:
         assert r.status_code == 200
         events = [json.loads(line[6:]) for line in r.iter_lines() if line.startswith("data: ")]
     last = events[-1]
@@ -139,27 +163,39 @@ def test_mid_stream_failure_ends_with_an_error_chunk(server: Server, sims) -> No
     assert all("error" not in e for e in events[:-1])
     # the simulator resets the connection after two tokens; a reset may drop what was in flight
     text = "".join(e["choices"][0]["delta"].get("content") or "" for e in events[:-1])
-    assert text and "alpha says: one two three".startswith(text) and text != "alpha says: one two three"
+    assert (
+        text
+        and "alpha says: one two three".startswith(text)
+        and text != "alpha says: one two three"
+    )
     g = server.generation(r.headers["x-generation-id"])
     assert g["finish_reason"] == "error" and g["total_cost"] == 0  # zero-completion insurance
 
     with pytest.raises(openai.APIError):
-        for _ in server.openai().chat.completions.create(stream=True, **{k: v for k, v in body.items()
-                                                                          if k != "stream"}):
+        for _ in server.openai().chat.completions.create(
+            stream=True, **{k: v for k, v in body.items() if k != "stream"}
+        ):
             pass
 
 
 def test_client_disconnect_cancels_the_upstream_request(server: Server, sims) -> None:
     sims["alpha"].configure(tokens_per_second=4, max_reply_tokens=40)
-    body = {"model": "acme/widget-1", "stream": True,
-            "messages": [{"role": "user", "content": " ".join(["word"] * 30)}]}
-    with httpx.stream("POST", server.base_url + "/chat/completions", json=body, headers=server.headers()) as r:
+    body = {
+        "model": "acme/widget-1",
+        "stream": True,
+        "messages": [{"role": "user", "content": " ".join(["word"] * 30)}],
+    }
+    with httpx.stream(
+        "POST", server.base_url + "/chat/completions", json=body, headers=server.headers()
+    ) as r:
         generation_id = r.headers["x-generation-id"]
         lines = r.iter_lines()
         while not next(lines).startswith("data: "):
             pass
     deadline = time.monotonic() + 5
-    while sims["alpha"].state()["counters"]["streams_cancelled"] == 0 and time.monotonic() < deadline:
+    while (
+        sims["alpha"].state()["counters"]["streams_cancelled"] == 0 and time.monotonic() < deadline
+    ):
         time.sleep(0.05)
     assert sims["alpha"].state()["counters"]["streams_cancelled"] == 1
     assert sims["alpha"].state()["counters"]["completed"] == 0

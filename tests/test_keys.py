@@ -16,8 +16,11 @@ def mgmt(server: Server) -> dict[str, str]:
 
 
 def test_create_key_shape_and_use(server: Server) -> None:
-    r = HTTP.post(server.base_url + "/keys", json={"name": "ci", "limit": 5, "limit_reset": "monthly"},
-                  headers=mgmt(server))
+    r = HTTP.post(
+        server.base_url + "/keys",
+        json={"name": "ci", "limit": 5, "limit_reset": "monthly"},
+        headers=mgmt(server),
+    )
     assert r.status_code == 201
     body = r.json()
     key, data = body["key"], body["data"]
@@ -26,8 +29,14 @@ def test_create_key_shape_and_use(server: Server) -> None:
     assert data["label"] == f"{key[:12]}...{key[-4:]}" and key not in str(data)
     assert data["limit"] == 5 and data["limit_remaining"] == 5 and data["limit_reset"] == "monthly"
     assert server.chat("acme/widget-1", key=None).status_code == 200
-    assert server.post("/chat/completions", {"model": "acme/widget-1",
-                                             "messages": [{"role": "user", "content": "x"}]}, key=key).status_code == 200
+    assert (
+        server.post(
+            "/chat/completions",
+            {"model": "acme/widget-1", "messages": [{"role": "user", "content": "x"}]},
+            key=key,
+        ).status_code
+        == 200
+    )
     me = server.get("/key", key=key).json()["data"]
     assert server.get("/auth/key", key=key).json()["data"]["hash"] == me["hash"]  # the legacy path
     assert me["usage"] > 0 and me["limit_remaining"] < 5 and me["is_management_key"] is False
@@ -38,12 +47,25 @@ def test_key_management_routes(server: Server) -> None:
     key, key_hash = created["key"], created["data"]["hash"]
     listed = HTTP.get(server.base_url + "/keys", headers=mgmt(server)).json()["data"]
     assert key_hash in {k["hash"] for k in listed} and all("key" not in k for k in listed)
-    assert HTTP.get(server.base_url + f"/keys/{key_hash}", headers=mgmt(server)).json()["data"]["name"] == "temporary"
-    patched = HTTP.patch(server.base_url + f"/keys/{key_hash}", json={"disabled": True}, headers=mgmt(server))
+    assert (
+        HTTP.get(server.base_url + f"/keys/{key_hash}", headers=mgmt(server)).json()["data"]["name"]
+        == "temporary"
+    )
+    patched = HTTP.patch(
+        server.base_url + f"/keys/{key_hash}", json={"disabled": True}, headers=mgmt(server)
+    )
     assert patched.json()["data"]["disabled"] is True
-    assert server.post("/chat/completions", {"model": "acme/widget-1",
-                                             "messages": [{"role": "user", "content": "x"}]}, key=key).status_code == 401
-    assert HTTP.delete(server.base_url + f"/keys/{key_hash}", headers=mgmt(server)).json() == {"deleted": True}
+    assert (
+        server.post(
+            "/chat/completions",
+            {"model": "acme/widget-1", "messages": [{"role": "user", "content": "x"}]},
+            key=key,
+        ).status_code
+        == 401
+    )
+    assert HTTP.delete(server.base_url + f"/keys/{key_hash}", headers=mgmt(server)).json() == {
+        "deleted": True
+    }
     assert HTTP.get(server.base_url + f"/keys/{key_hash}", headers=mgmt(server)).status_code == 404
 
 
@@ -69,7 +91,9 @@ def test_openrouter_sdk_key_calls(server: Server) -> None:
 def test_generated_management_key_is_shown_once_and_stored_hashed(sims, tmp_path: Path) -> None:
     config = shared_config(sims)
     output = Server(tmp_path, config, management_key=None).stop()
-    generated = next(line.strip() for line in output.splitlines() if line.strip().startswith("sk-cr-v1-"))
+    generated = next(
+        line.strip() for line in output.splitlines() if line.strip().startswith("sk-cr-v1-")
+    )
     assert "A management key was generated" in output and "listening on" in output
     database = (tmp_path / "data" / "crossroads.db").read_bytes()
     assert generated.encode() not in database
@@ -79,9 +103,14 @@ def test_generated_management_key_is_shown_once_and_stored_hashed(sims, tmp_path
     second.management_key = generated
     try:
         user_key = second.create_key("after restart")["key"]
-        assert second.post("/chat/completions", {"model": "acme/widget-1",
-                                                 "messages": [{"role": "user", "content": "x"}]},
-                           key=user_key).status_code == 200
+        assert (
+            second.post(
+                "/chat/completions",
+                {"model": "acme/widget-1", "messages": [{"role": "user", "content": "x"}]},
+                key=user_key,
+            ).status_code
+            == 200
+        )
     finally:
         output = second.stop()
     assert "A management key was generated" not in output and generated not in output
@@ -95,7 +124,10 @@ def test_usage_survives_a_restart(sims, tmp_path: Path) -> None:
     srv.stop()  # records are flushed on shutdown
     again = Server(tmp_path, config)
     try:
-        data = HTTP.get(again.base_url + f"/keys/{key_hash}", headers={"Authorization": f"Bearer {MANAGEMENT_KEY}"})
+        data = HTTP.get(
+            again.base_url + f"/keys/{key_hash}",
+            headers={"Authorization": f"Bearer {MANAGEMENT_KEY}"},
+        )
         assert data.json()["data"]["usage"] == cost and data.json()["data"]["usage_daily"] == cost
     finally:
         again.stop()

@@ -1,4 +1,4 @@
-"""Endpoint ordering through a fresh server: sorts, variants, thresholds, load balancing, outages."""
+"""Endpoint ordering through a fresh server: sorts, variants, thresholds, balancing, outages."""
 
 from __future__ import annotations
 
@@ -15,7 +15,11 @@ from harness import Server, Simulator
 @pytest.fixture(scope="module")
 def fresh(sims: dict[str, Simulator], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """A server of its own: live figures and outages here come only from this module's traffic."""
-    srv = Server(tmp_path_factory.mktemp("order"), shared_config(sims), env={"CROSSROADS_ROUTING_SEED": "20261127"})
+    srv = Server(
+        tmp_path_factory.mktemp("order"),
+        shared_config(sims),
+        env={"CROSSROADS_ROUTING_SEED": "20261127"},
+    )
     yield srv
     srv.stop()
 
@@ -38,8 +42,15 @@ def warm_up(server: Server, sims, behaviour: dict[str, dict]) -> None:
     for name, settings in behaviour.items():
         sims[name].configure(**settings)
         for _ in range(3):
-            r = server.post("/chat/completions", {"model": "acme/trio", "stream": True, "provider": {"only": [name]},
-                                                  "messages": [{"role": "user", "content": "warm up now"}]})
+            r = server.post(
+                "/chat/completions",
+                {
+                    "model": "acme/trio",
+                    "stream": True,
+                    "provider": {"only": [name]},
+                    "messages": [{"role": "user", "content": "warm up now"}],
+                },
+            )
             assert r.status_code == 200 and "[DONE]" in r.text
         sims[name].reset()
 
@@ -62,21 +73,37 @@ def test_sort_price_and_floor_variant(fresh: Server) -> None:
 
 def test_sort_by_latency_and_throughput(pristine: Server, sims) -> None:
     fresh = pristine
-    warm_up(fresh, sims, {
-        "alpha": {"latency_ms": 150, "tokens_per_second": 10},
-        "beta": {"tokens_per_second": 30},
-        "gamma": {"latency_ms": 60},
-    })
+    warm_up(
+        fresh,
+        sims,
+        {
+            "alpha": {"latency_ms": 150, "tokens_per_second": 10},
+            "beta": {"tokens_per_second": 30},
+            "gamma": {"latency_ms": 60},
+        },
+    )
     assert served(fresh, provider={"sort": "latency"}) == "Beta"
     assert served(fresh, provider={"sort": {"by": "latency"}}) == "Beta"
     assert served(fresh, provider={"sort": "throughput"}) == "Gamma"
     assert served(fresh, "acme/trio:nitro") == "Gamma"
-    endpoints = {e["tag"]: e for e in fresh.get("/models/acme/trio/endpoints").json()["data"]["endpoints"]}
-    assert endpoints["alpha"]["latency_last_30m"]["p50"] >= 150 > endpoints["beta"]["latency_last_30m"]["p50"]
-    assert endpoints["gamma"]["throughput_last_30m"]["p50"] > endpoints["alpha"]["throughput_last_30m"]["p50"]
+    endpoints = {
+        e["tag"]: e for e in fresh.get("/models/acme/trio/endpoints").json()["data"]["endpoints"]
+    }
+    assert (
+        endpoints["alpha"]["latency_last_30m"]["p50"]
+        >= 150
+        > endpoints["beta"]["latency_last_30m"]["p50"]
+    )
+    assert (
+        endpoints["gamma"]["throughput_last_30m"]["p50"]
+        > endpoints["alpha"]["throughput_last_30m"]["p50"]
+    )
     # thresholds move, never remove: alpha is cheapest but slow
     assert served(fresh, provider={"sort": "price", "preferred_max_latency": 0.1}) == "Beta"
-    assert served(fresh, provider={"sort": "price", "preferred_max_latency": {"p50": 0.1, "p90": 0.1}}) == "Beta"
+    assert (
+        served(fresh, provider={"sort": "price", "preferred_max_latency": {"p50": 0.1, "p90": 0.1}})
+        == "Beta"
+    )
     assert served(fresh, provider={"sort": "price", "preferred_min_throughput": 1e6}) == "Alpha"
     assert served(fresh, provider={"only": ["alpha"], "preferred_max_latency": 0.01}) == "Alpha"
 
@@ -92,7 +119,9 @@ def test_order_with_and_without_fallbacks(fresh: Server, sims) -> None:
 def test_partition_none_sorts_across_models(fresh: Server) -> None:
     body = {"models": ["acme/backup", "acme/trio"]}
     assert served(fresh, "acme/backup", provider={"sort": "price"}, **body) == "Delta"
-    r = fresh.sdk_chat("acme/backup", provider={"sort": {"by": "price", "partition": "none"}}, **body)
+    r = fresh.sdk_chat(
+        "acme/backup", provider={"sort": {"by": "price", "partition": "none"}}, **body
+    )
     assert r.model_extra["provider"] == "Alpha" and r.model == "acme/trio"
     assert served(fresh, "acme/backup", route="sort", **body) == "Alpha"
 

@@ -11,19 +11,28 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from crossroads.api import api_routes
-from crossroads.api.http import error_response
+from crossroads.api.http import render_error
 from crossroads.errors import GatewayError
 from crossroads.gateway import Gateway
 from crossroads.settings import Settings
 
+# Every error a client sees is rendered by `render_error`: a route raises `GatewayError`,
+# Starlette raises `HTTPException` (404 for an unknown path, 405 for a wrong method), and
+# anything else is a 500.
+
+
+async def _gateway_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, GatewayError)
+    return render_error(request, exc)
+
 
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
-    return error_response(GatewayError(exc.status_code, exc.detail or "Error"))
+    return render_error(request, GatewayError(exc.status_code, exc.detail or "Error"))
 
 
 async def _server_error(request: Request, exc: Exception) -> Response:
-    return error_response(GatewayError(500, "Internal Server Error"))
+    return render_error(request, GatewayError(500, "Internal Server Error"))
 
 
 def create_app(settings: Settings, gateway: Gateway | None = None) -> Starlette:
@@ -41,7 +50,11 @@ def create_app(settings: Settings, gateway: Gateway | None = None) -> Starlette:
     app = Starlette(
         routes=api_routes(),
         lifespan=lifespan,
-        exception_handlers={HTTPException: _http_error, Exception: _server_error},
+        exception_handlers={
+            GatewayError: _gateway_error,
+            HTTPException: _http_error,
+            Exception: _server_error,
+        },
     )
     app.state.gateway = gateway
     app.state.on_started = lambda gw: None

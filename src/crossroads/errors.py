@@ -7,6 +7,7 @@ OpenRouter's `metadata`. `envelope()` renders `{"error": {"code", "message", "me
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 _DEFAULT_TYPES = {
@@ -40,10 +41,26 @@ class GatewayError(Exception):
         super().__init__(message)
         self.status = status
         self.message = message
-        self.error_type = error_type or _DEFAULT_TYPES.get(status, "server" if status >= 500 else "unmapped")
+        self.error_type = error_type or _DEFAULT_TYPES.get(
+            status, "server" if status >= 500 else "unmapped"
+        )
         self.metadata = {"error_type": self.error_type, **(metadata or {})}
         self.headers = headers or {}
 
-    def envelope(self) -> dict[str, Any]:
-        return {"error": {"code": self.status, "message": self.message, "metadata": self.metadata}, "user_id": None}
+    def error_object(self) -> dict[str, Any]:
+        """The envelope's `error` member: also what a stream's error event and a record carry."""
+        return {"code": self.status, "message": self.message, "metadata": self.metadata}
 
+    def envelope(self) -> dict[str, Any]:
+        return {"error": self.error_object(), "user_id": None}
+
+
+@dataclass(frozen=True, slots=True)
+class StreamFailure:
+    """A stream that failed after its output began: the last item a chat stream yields."""
+
+    error: GatewayError
+
+
+class ConfigError(Exception):
+    """The config file or a setting cannot be used; raised at start, before anything runs."""

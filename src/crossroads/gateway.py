@@ -9,18 +9,23 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from crossroads.accounting.keys import KeyRing
+from crossroads.accounting.keys import KeyRing, period_starts
 from crossroads.catalog import Catalog, load_catalog, read_config
 from crossroads.catalog.discovery import discover_local
 from crossroads.providers import builtin_adapters
 from crossroads.providers.base import Adapter
 from crossroads.providers.http import UpstreamClient
+from crossroads.routing.attempt import Upstream
 from crossroads.routing.executor import Executor
+from crossroads.routing.run import Sinks
 from crossroads.settings import Settings
 from crossroads.storage import GenerationStore, KeyStore, make_engine, migrate
 from crossroads.telemetry.recorder import Recorder
@@ -43,28 +48,55 @@ class Gateway:
     _discovery: asyncio.Task[None] | None = field(default=None)
 
     @classmethod
-    def build(cls, settings: Settings) -> Gateway:
-        config = read_config(settings.config)
-        created = int(Path(settings.config).stat().st_mtime) if settings.config else int(time.time())
+    def build(cls, settings: Settings, config: Mapping[str, Any] | None = None) -> Gateway:
+        """Everything, not yet started; `config` is the parsed config file, read here when
+        the caller has not read it already."""
+        if config is None:
+            config = read_config(settings.config)
+        if settings.config:
+            created = int(Path(settings.config).stat().st_mtime)
+        else:
+            created = int(time.time())
         adapters = builtin_adapters()
         catalog = load_catalog(config, adapters=adapters, created=created)
         engine = make_engine(settings.database_url)
         client = UpstreamClient()
         stats = LiveStats()
         keys = KeyRing(KeyStore(engine))
-        recorder = Recorder(GenerationStore(engine), interval=settings.recorder_interval_seconds,
-                            spool=Path(settings.data_dir) / "unwritten-generations.jsonl")
+        recorder = Recorder(
+            GenerationStore(engine),
+            interval=settings.recorder_interval_seconds,
+            spool=Path(settings.data_dir) / "unwritten-generations.jsonl",
+        )
         rng = random.Random(settings.routing_seed)
-        executor = Executor(catalog, adapters, client, stats, recorder, keys, rng)
-        return cls(settings, catalog, adapters, engine, client, stats, keys, recorder, executor, created=created)
+        sinks = Sinks(providers=catalog.providers, stats=stats, spend=keys, records=recorder)
+        upstream = Upstream(catalog.providers, adapters, client)
+        executor = Executor(catalog=catalog, upstream=upstream, stats=stats, sinks=sinks, rng=rng)
+        return cls(
+            settings,
+            catalog,
+            adapters,
+            engine,
+            client,
+            stats,
+            keys,
+            recorder,
+            executor,
+            created=created,
+        )
 
     async def start(self) -> None:
         await migrate(self.engine)
-        await self.keys.load(GenerationStore(self.engine))
+        starts = period_starts(datetime.now(UTC))
+        spend = await GenerationStore(self.engine).spend_by_key(starts)
+        await self.keys.load(spend=spend, starts=starts)
         if self.settings.management_key:
-            self.keys.add_ephemeral(self.settings.management_key, "management (environment)", is_management=True)
+            self.keys.add_ephemeral(
+                self.settings.management_key, "management (environment)", is_management=True
+            )
         elif not self.keys.has_stored_management_key():
-            self.generated_management_key, _ = await self.keys.create("management", is_management=True)
+            token, _ = await self.keys.create("management", is_management=True)
+            self.generated_management_key = token
         await self.client.start()
         await self.recorder.start()
         await self.discover()

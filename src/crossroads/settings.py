@@ -1,4 +1,5 @@
-"""Server settings: command-line flags over environment over the config file's `server:` over defaults."""
+"""Server settings: command-line flags over environment over the config file's `server:`
+over defaults."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from crossroads.catalog import ConfigError
+from crossroads.errors import ConfigError
 
 _ENV_PREFIX = "CROSSROADS_"
 
@@ -34,7 +35,10 @@ class Settings:
 
     @classmethod
     def load(
-        cls, overrides: Mapping[str, Any] | None = None, *, file_settings: Mapping[str, Any] | None = None,
+        cls,
+        overrides: Mapping[str, Any] | None = None,
+        *,
+        file_settings: Mapping[str, Any] | None = None,
         env: Mapping[str, str] | None = None,
     ) -> Settings:
         env = os.environ if env is None else env
@@ -51,7 +55,10 @@ class Settings:
         settings = cls()
         for name, value in values.items():
             default = getattr(settings, name)
-            kind = type(default) if default is not None else (int if name == "routing_seed" else str)
+            if default is not None:
+                kind = type(default)
+            else:  # the optional settings: routing_seed is a number, the rest are text
+                kind = int if name == "routing_seed" else str
             try:
                 setattr(settings, name, kind(value) if not isinstance(value, kind) else value)
             except (TypeError, ValueError):

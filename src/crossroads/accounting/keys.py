@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
-
-from crossroads.storage.repos import GenerationStore, KeyStore
+from typing import Any, Protocol
 
 KEY_PREFIX = "sk-cr-v1-"
 WORKSPACE_ID = "default"  # one workspace per installation
@@ -26,16 +25,26 @@ def mask_key(key: str) -> str:
     return f"{key[:12]}...{key[-4:]}"
 
 
-def _aware(value: datetime | None) -> datetime | None:
-    return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
+def _aware(value: datetime) -> datetime:
+    """A stored time read back without its zone (SQLite) is UTC."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
+
+
+def _iso(value: datetime | None) -> str | None:
+    return _aware(value).isoformat() if value is not None else None
 
 
 _DAY = timedelta(days=1)
 
 
-def _period_starts(now: datetime) -> dict[str, datetime]:
+def period_starts(now: datetime) -> dict[str, datetime]:
+    """When the current UTC day, week (from Monday) and month began."""
     day = now.replace(hour=0, minute=0, second=0, microsecond=0)
-    return {"daily": day, "weekly": day - timedelta(days=day.weekday()), "monthly": day.replace(day=1)}
+    return {
+        "daily": day,
+        "weekly": day - timedelta(days=day.weekday()),
+        "monthly": day.replace(day=1),
+    }
 
 
 @dataclass(slots=True)
@@ -43,13 +52,15 @@ class Usage:
     """Spend in USD: all time and for the current UTC day, week (from Monday) and month."""
 
     total: float = 0.0
-    periods: dict[str, float] = field(default_factory=lambda: {"daily": 0.0, "weekly": 0.0, "monthly": 0.0})
-    starts: dict[str, datetime] = field(default_factory=lambda: _period_starts(datetime.now(UTC)))
+    periods: dict[str, float] = field(
+        default_factory=lambda: {"daily": 0.0, "weekly": 0.0, "monthly": 0.0}
+    )
+    starts: dict[str, datetime] = field(default_factory=lambda: period_starts(datetime.now(UTC)))
     free_requests_today: int = 0
 
     def add(self, cost: float, at: datetime, *, free_model: bool = False) -> None:
         if at >= self.starts["daily"] + _DAY:  # a new UTC day: some periods start over
-            for period, start in _period_starts(at).items():
+            for period, start in period_starts(at).items():
                 if start != self.starts[period]:
                     self.starts[period], self.periods[period] = start, 0.0
             self.free_requests_today = 0
@@ -85,7 +96,6 @@ class ApiKey:
     def public(self) -> dict[str, Any]:
         """OpenRouter's key object (`/keys`)."""
         spent = self.usage.periods[self.limit_reset] if self.limit_reset else self.usage.total
-        iso = lambda d: _aware(d).isoformat() if d else None  # noqa: E731
         return {
             "hash": self.hash,
             "name": self.name,
@@ -103,35 +113,52 @@ class ApiKey:
             "byok_usage_daily": 0.0,
             "byok_usage_weekly": 0.0,
             "byok_usage_monthly": 0.0,
-            "created_at": iso(self.created_at),
-            "updated_at": iso(self.updated_at),
-            "expires_at": iso(self.expires_at),
+            "created_at": _iso(self.created_at),
+            "updated_at": _iso(self.updated_at),
+            "expires_at": _iso(self.expires_at),
             "creator_user_id": self.creator_user_id,
             "workspace_id": WORKSPACE_ID,
             "external_user": None,
-            "last_used_at": iso(self.last_used_at),
+            "last_used_at": _iso(self.last_used_at),
         }
+
+
+class KeyRows(Protocol):
+    """Where keys persist, one row per key (`storage.KeyStore`)."""
+
+    async def insert(self, row: dict[str, Any]) -> None: ...
+
+    async def update(self, key_hash: str, values: dict[str, Any]) -> None: ...
+
+    async def delete(self, key_hash: str) -> None: ...
+
+    async def all(self) -> list[dict[str, Any]]: ...
 
 
 class KeyRing:
     """Every key, by hash, in memory; writes go through to the store."""
 
-    def __init__(self, store: KeyStore) -> None:
+    def __init__(self, store: KeyRows) -> None:
         self._store = store
         self._keys: dict[str, ApiKey] = {}
 
-    async def load(self, generations: GenerationStore) -> None:
-        """Every stored key, with its spend so far."""
+    async def load(
+        self, *, spend: Mapping[str, Mapping[str, float]], starts: Mapping[str, datetime]
+    ) -> None:
+        """Every stored key, with its spend so far.
+
+        `spend` is the records' sum per key hash since each of `starts` (see `period_starts`),
+        all time (`total`), and `free_requests_today`.
+        """
         rows = await self._store.all()
         self._keys = {r["hash"]: ApiKey(**r) for r in rows}
-        starts = _period_starts(datetime.now(UTC))
-        for key_hash, spent in (await generations.spend_by_key(starts)).items():
+        for key_hash, spent in spend.items():
             if key_hash in self._keys:
                 usage = self._keys[key_hash].usage
                 usage.total = spent["total"]
                 usage.periods = {p: spent[p] for p in usage.periods}
                 usage.free_requests_today = int(spent["free_requests_today"])
-                usage.starts = starts
+                usage.starts = dict(starts)
 
     def authenticate(self, token: str) -> ApiKey | None:
         key = self._keys.get(hash_key(token))
@@ -144,22 +171,32 @@ class KeyRing:
     def get(self, key_hash: str) -> ApiKey | None:
         return self._keys.get(key_hash)
 
-    def list(self, *, include_management: bool = False) -> list[ApiKey]:
-        return [k for k in self._keys.values() if include_management or not k.is_management]
+    def list(self) -> list[ApiKey]:
+        """The API keys; management keys are not listed."""
+        return [k for k in self._keys.values() if not k.is_management]
 
     def add_ephemeral(self, token: str, name: str, *, is_management: bool) -> ApiKey:
         """A key known for this process only (the management key from the environment)."""
-        key = ApiKey(hash_key(token), name, mask_key(token), datetime.now(UTC), is_management=is_management)
+        key = ApiKey(
+            hash_key(token), name, mask_key(token), datetime.now(UTC), is_management=is_management
+        )
         self._keys[key.hash] = key
         return key
 
     def has_stored_management_key(self) -> bool:
         return any(k.is_management for k in self._keys.values())
 
-    async def create(self, name: str, *, is_management: bool = False, **fields: Any) -> tuple[str, ApiKey]:
+    async def create(
+        self, name: str, *, is_management: bool = False, **fields: Any
+    ) -> tuple[str, ApiKey]:
         token = KEY_PREFIX + secrets.token_hex(32)
         key = ApiKey(
-            hash_key(token), name, mask_key(token), datetime.now(UTC), is_management=is_management, **fields
+            hash_key(token),
+            name,
+            mask_key(token),
+            datetime.now(UTC),
+            is_management=is_management,
+            **fields,
         )
         await self._store.insert(key.row())
         self._keys[key.hash] = key
@@ -176,7 +213,9 @@ class KeyRing:
         await self._store.delete(key.hash)
         self._keys.pop(key.hash, None)
 
-    def charge(self, key_hash: str | None, cost: float, at: datetime, *, free_model: bool = False) -> None:
+    def charge(
+        self, key_hash: str | None, cost: float, at: datetime, *, free_model: bool = False
+    ) -> None:
         key = self._keys.get(key_hash or "")
         if key is not None:
             key.usage.add(cost, at, free_model=free_model)

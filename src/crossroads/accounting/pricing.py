@@ -10,7 +10,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from crossroads.schema.catalog import Endpoint
+from crossroads.schema.catalog import Endpoint, parse_price
 
 _QUANTUM = Decimal("1e-12")
 
@@ -20,15 +20,22 @@ def _override_prices(endpoint: Endpoint, prompt_tokens: int) -> dict[str, Any]:
     prices = dict(endpoint.pricing)
     for rule in endpoint.pricing.get("overrides") or []:
         if isinstance(rule, dict) and prompt_tokens > int(rule.get("min_prompt_tokens") or 0):
-            prices.update({k: v for k, v in rule.items() if k != "min_prompt_tokens" and not k.startswith("utc_")})
+            prices.update(
+                {
+                    k: v
+                    for k, v in rule.items()
+                    if k != "min_prompt_tokens" and not k.startswith("utc_")
+                }
+            )
     return prices
 
 
 def _d(prices: dict[str, Any], key: str, fallback: str | None = None) -> Decimal:
+    """The price for `key`, else for `fallback` when `key` is unset, else 0."""
     value = prices.get(key)
-    if value in (None, "") and fallback:
+    if (value is None or value == "") and fallback:
         value = prices.get(fallback)
-    return Decimal(str(value)) if value not in (None, "") else Decimal(0)
+    return parse_price(value)
 
 
 def insured(usage: dict[str, Any], finish_reason: str | None) -> bool:
@@ -36,7 +43,9 @@ def insured(usage: dict[str, Any], finish_reason: str | None) -> bool:
     return finish_reason == "error" or (not usage.get("completion_tokens") and not finish_reason)
 
 
-def usage_cost(usage: dict[str, Any], endpoint: Endpoint, finish_reason: str | None) -> tuple[float, dict[str, Any]]:
+def usage_cost(
+    usage: dict[str, Any], endpoint: Endpoint, finish_reason: str | None
+) -> tuple[float, dict[str, Any]]:
     """(cost, cost_details) in USD for OpenRouter's `usage.cost` and `usage.cost_details`."""
     prompt = int(usage.get("prompt_tokens") or 0)
     completion = int(usage.get("completion_tokens") or 0)
@@ -53,7 +62,9 @@ def usage_cost(usage: dict[str, Any], endpoint: Endpoint, finish_reason: str | N
         + _d(prices, "request")
     )
     reasoning_price = _d(prices, "internal_reasoning", "completion")
-    completion_cost = (completion - reasoning) * _d(prices, "completion") + reasoning * reasoning_price
+    completion_cost = (completion - reasoning) * _d(
+        prices, "completion"
+    ) + reasoning * reasoning_price
     discount = Decimal(1) - _d(prices, "discount")
     prompt_cost, completion_cost = prompt_cost * discount, completion_cost * discount
     if insured(usage, finish_reason):

@@ -1,4 +1,5 @@
-"""The catalog API: GET /models, /models/count, /model/{author}/{slug}, /models/{author}/{slug}/endpoints, /providers."""
+"""The catalog API: GET /models, /models/count, /model/{author}/{slug},
+/models/{author}/{slug}/endpoints, /providers."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from crossroads.api.http import JSON, error_response
+from crossroads.api.http import JSON, gateway_of
 from crossroads.catalog import Catalog, Model
 from crossroads.errors import GatewayError
 from crossroads.schema.catalog import Endpoint
@@ -48,12 +49,9 @@ def _int_param(params: Any, name: str, default: int | None) -> int | None:
 
 
 async def list_models(request: Request) -> Response:
-    try:
-        models = _filtered_models(request.app.state.gateway.catalog, request.query_params)
-        offset = _int_param(request.query_params, "offset", None)
-        limit = _int_param(request.query_params, "limit", None)
-    except GatewayError as error:
-        return error_response(error)
+    models = _filtered_models(gateway_of(request).catalog, request.query_params)
+    offset = _int_param(request.query_params, "offset", None)
+    limit = _int_param(request.query_params, "limit", None)
     total = len(models)
     next_link = None
     if offset is not None or limit is not None:
@@ -61,28 +59,28 @@ async def list_models(request: Request) -> Response:
         models = models[start : start + size]
         if start + size < total:
             next_link = f"/api/v1/models?offset={start + size}&limit={size}"
-    return JSON({"data": [m.info for m in models], "total_count": total, "links": {"next": next_link}})
+    data = [m.info for m in models]
+    return JSON({"data": data, "total_count": total, "links": {"next": next_link}})
 
 
 async def count_models(request: Request) -> Response:
-    models = _filtered_models(request.app.state.gateway.catalog, request.query_params)
+    models = _filtered_models(gateway_of(request).catalog, request.query_params)
     return JSON({"data": {"count": len(models)}})
 
 
 def _model(request: Request) -> Model:
     params = request.path_params
-    model, _ = request.app.state.gateway.catalog.resolve(f"{params['author']}/{params['slug']}")
+    model, _ = gateway_of(request).catalog.resolve(f"{params['author']}/{params['slug']}")
     return model
 
 
 async def get_model(request: Request) -> Response:
-    try:
-        return JSON({"data": _model(request).info})
-    except GatewayError as error:
-        return error_response(error)
+    return JSON({"data": _model(request).info})
 
 
-def public_endpoint(model: Model, endpoint: Endpoint, catalog: Catalog, stats: LiveStats) -> dict[str, Any]:
+def public_endpoint(
+    model: Model, endpoint: Endpoint, catalog: Catalog, stats: LiveStats
+) -> dict[str, Any]:
     """OpenRouter's `PublicEndpoint`, with live figures and whether Crossroads can route to it."""
     provider = catalog.providers[endpoint.provider]
     params = endpoint.supported_parameters
@@ -98,14 +96,20 @@ def public_endpoint(model: Model, endpoint: Endpoint, catalog: Catalog, stats: L
         "quantization": endpoint.quantization,
         "max_completion_tokens": endpoint.max_completion_tokens,
         "max_prompt_tokens": endpoint.max_prompt_tokens,
-        "supported_parameters": params if params is not None else model.info["supported_parameters"],
+        "supported_parameters": (
+            params if params is not None else model.info["supported_parameters"]
+        ),
         "status": endpoint.status,
         "uptime_last_5m": stats.uptime(endpoint.id, 300),
         "uptime_last_30m": stats.uptime(endpoint.id, 1800),
         "uptime_last_1d": stats.uptime(endpoint.id, 86400),
         "supports_implicit_caching": endpoint.supports_implicit_caching,
-        "supports_tool_choice": {"auto": tool_choice, "none": tool_choice, "required": tool_choice,
-                                 "function": tool_choice},
+        "supports_tool_choice": {
+            "auto": tool_choice,
+            "none": tool_choice,
+            "required": tool_choice,
+            "function": tool_choice,
+        },
         "supports_diarization": False,
         "service_tier": None,
         "native_tools": {},
@@ -117,31 +121,32 @@ def public_endpoint(model: Model, endpoint: Endpoint, catalog: Catalog, stats: L
 
 
 async def list_endpoints(request: Request) -> Response:
-    gateway = request.app.state.gateway
-    try:
-        model = _model(request)
-    except GatewayError as error:
-        return error_response(error)
+    gateway = gateway_of(request)
+    model = _model(request)
     info = model.info
     data = {k: info[k] for k in ("id", "name", "created", "description", "architecture")}
-    data["endpoints"] = [public_endpoint(model, e, gateway.catalog, gateway.stats) for e in model.endpoints]
+    data["endpoints"] = [
+        public_endpoint(model, e, gateway.catalog, gateway.stats) for e in model.endpoints
+    ]
     return JSON({"data": data})
 
 
 async def list_providers(request: Request) -> Response:
-    catalog: Catalog = request.app.state.gateway.catalog
+    catalog = gateway_of(request).catalog
     rows = []
     for p in catalog.providers.values():
-        rows.append({
-            "name": p.name,
-            "slug": p.slug,
-            "privacy_policy_url": p.privacy_policy_url,
-            "terms_of_service_url": p.terms_of_service_url,
-            "status_page_url": p.status_page_url,
-            "headquarters": p.headquarters,
-            "datacenters": p.datacenters,
-            "api": p.api,
-            "usable": p.usable,
-            "unusable_reason": p.unusable_reason,
-        })
+        rows.append(
+            {
+                "name": p.name,
+                "slug": p.slug,
+                "privacy_policy_url": p.privacy_policy_url,
+                "terms_of_service_url": p.terms_of_service_url,
+                "status_page_url": p.status_page_url,
+                "headquarters": p.headquarters,
+                "datacenters": p.datacenters,
+                "api": p.api,
+                "usable": p.usable,
+                "unusable_reason": p.unusable_reason,
+            }
+        )
     return JSON({"data": rows})

@@ -6,7 +6,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from crossroads.api.inference import CHAT, serve_inference
+from crossroads.api.sse import SSEStream
 
 
-async def chat_completions(request: Request) -> Response:
+async def chat_completions(request: Request) -> Response | SSEStream:
     return await serve_inference(request, CHAT)

@@ -19,7 +19,7 @@ from starlette.responses import Response
 from crossroads.api.http import JSON, authenticate, read_json
 from crossroads.api.sse import ChatEncoder, Encoder, SSEStream
 from crossroads.errors import GatewayError
-from crossroads.routing.executor import RequestContext
+from crossroads.routing.context import RequestContext
 from crossroads.schema.chat import parse_chat_request
 
 
@@ -43,7 +43,9 @@ class Dialect:
     """How one inbound API speaks: request in, response out, stream events, errors."""
 
     to_chat: Callable[[Any], dict[str, Any]]
-    render: Callable[[dict[str, Any], dict[str, Any]], dict[str, Any]]  # (completion, original request)
+    render: Callable[
+        [dict[str, Any], dict[str, Any]], dict[str, Any]
+    ]  # (completion, original request)
     encoder: Callable[[RequestContext, dict[str, Any]], Encoder]
     error_body: Callable[[GatewayError], dict[str, Any]]
     x_api_key: bool = False  # also accept Anthropic's `x-api-key` header
@@ -57,24 +59,29 @@ CHAT = Dialect(
 )
 
 
-async def serve_inference(request: Request, dialect: Dialect) -> Response:
+async def serve_inference(request: Request, dialect: Dialect) -> Response | SSEStream:
+    """Serve one inference request; a `GatewayError` is rendered by the app's one handler,
+    in this dialect's envelope."""
+    request.state.error_body = dialect.error_body
     gateway = request.app.state.gateway
+    key = authenticate(request, x_api_key=dialect.x_api_key)
+    raw = await read_json(request, gateway.settings.max_body_bytes)
+    body = dialect.to_chat(raw)
+    chat = parse_chat_request(body)
+    ctx = request_context(request, key.hash)
+    headers = {"X-Generation-Id": ctx.generation_id}
+    if chat.stream:
+        stream = gateway.executor.stream(chat, body, ctx)
+        return SSEStream(
+            stream.chunks(),
+            headers=headers,
+            keepalive=gateway.settings.stream_keepalive_seconds,
+            encoder=dialect.encoder(ctx, raw),
+            error_body=dialect.error_body,
+        )
     try:
-        key = authenticate(request, x_api_key=dialect.x_api_key)
-        raw = await read_json(request, gateway.settings.max_body_bytes)
-        body = dialect.to_chat(raw)
-        chat = parse_chat_request(body)
-        ctx = request_context(request, key.hash)
-        headers = {"X-Generation-Id": ctx.generation_id}
-        if chat.stream:
-            stream = gateway.executor.stream(chat, body, ctx)
-            keepalive = gateway.settings.stream_keepalive_seconds
-            return SSEStream(stream.chunks(), headers, keepalive, dialect.encoder(ctx, raw))  # type: ignore[return-value]
-        try:
-            completion = await gateway.executor.complete(chat, body, ctx)
-        except GatewayError as error:  # routed and failed: the record of the attempts has this id
-            error.headers.update(headers)
-            raise
-        return JSON(dialect.render(completion, raw), headers=headers)
-    except GatewayError as error:
-        return JSON(dialect.error_body(error), status_code=error.status, headers=error.headers)
+        completion = await gateway.executor.complete(chat, body, ctx)
+    except GatewayError as error:  # routed and failed: the record of the attempts has this id
+        error.headers.update(headers)
+        raise
+    return JSON(dialect.render(completion, raw), headers=headers)

@@ -11,15 +11,16 @@ router's OpenAI-shaped chunks into the wire events of the route's dialect.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, Callable
 from typing import Any, Protocol
 
 import orjson
 from starlette.types import Receive, Scope, Send
 
-from crossroads.errors import GatewayError
+from crossroads.errors import GatewayError, StreamFailure
 
 KEEPALIVE = b": OPENROUTER PROCESSING\n\n"
+_HEADER = ("id", "provider", "model", "object", "created")  # what every chunk of one stream repeats
 
 
 class Encoder(Protocol):
@@ -30,10 +31,7 @@ class Encoder(Protocol):
         """Wire bytes after the last chunk of a stream that ended normally."""
 
     def failure(self, error: GatewayError) -> bytes:
-        """Wire bytes for an error after the response started, before any chunk."""
-
-    def error_body(self, error: GatewayError) -> dict[str, Any]:
-        """The JSON error body when the stream fails before the response started."""
+        """Wire bytes for an error after the response started: the stream's last event."""
 
 
 def data_event(payload: dict[str, Any]) -> bytes:
@@ -47,30 +45,60 @@ def named_event(name: str, payload: dict[str, Any]) -> bytes:
 class ChatEncoder:
     """OpenAI chat-completion chunks, as OpenRouter streams them."""
 
+    def __init__(self) -> None:
+        self.last: dict[str, Any] | None = (
+            None  # the latest chunk: a mid-stream error repeats its header
+        )
+
     def event(self, chunk: dict[str, Any]) -> bytes:
+        self.last = chunk
         return data_event(chunk)
 
     def close(self) -> bytes:
         return b"data: [DONE]\n\n"
 
     def failure(self, error: GatewayError) -> bytes:
-        return data_event({"error": {"code": error.status, "message": error.message, "metadata": error.metadata},
-                           "choices": []})
-
-    def error_body(self, error: GatewayError) -> dict[str, Any]:
-        return error.envelope()
+        if self.last is None:  # nothing streamed yet: a bare error event
+            return data_event({"error": error.error_object(), "choices": []})
+        header: dict[str, Any] = {k: self.last[k] for k in _HEADER if k in self.last}
+        return data_event(
+            {
+                **header,
+                "error": error.error_object(),
+                "choices": [
+                    {
+                        "index": 0,
+                        "delta": {"content": ""},
+                        "finish_reason": "error",
+                        "native_finish_reason": None,
+                    }
+                ],
+            }
+        )
 
 
 class SSEStream:
-    def __init__(self, chunks: AsyncIterator[dict[str, Any]], headers: dict[str, str], keepalive: float,
-                 encoder: Encoder) -> None:
+    """The ASGI response of a stream: `chunks` yields chat chunks, then maybe a `StreamFailure`."""
+
+    def __init__(
+        self,
+        chunks: AsyncGenerator[dict[str, Any] | StreamFailure, None],
+        *,
+        headers: dict[str, str],
+        keepalive: float,
+        encoder: Encoder,
+        error_body: Callable[[GatewayError], dict[str, Any]],
+    ) -> None:
         self.chunks = chunks
         self.headers = headers
         self.keepalive = keepalive
         self.encoder = encoder
+        self.error_body = error_body
         self.started = False
 
-    async def _start(self, send: Send, status: int = 200, content_type: bytes = b"text/event-stream") -> None:
+    async def _start(
+        self, send: Send, status: int = 200, content_type: bytes = b"text/event-stream"
+    ) -> None:
         headers = [(b"content-type", content_type)]
         if content_type.startswith(b"text/event-stream"):
             headers += [(b"cache-control", b"no-cache"), (b"x-accel-buffering", b"no")]
@@ -79,8 +107,12 @@ class SSEStream:
         self.started = True
 
     async def _relay(self, send: Send) -> None:
-        body = lambda data: send({"type": "http.response.body", "body": data, "more_body": True})  # noqa: E731
-        end = lambda data=b"": send({"type": "http.response.body", "body": data})  # noqa: E731
+        async def body(data: bytes) -> None:
+            await send({"type": "http.response.body", "body": data, "more_body": True})
+
+        async def end(data: bytes = b"") -> None:
+            await send({"type": "http.response.body", "body": data})
+
         first = asyncio.ensure_future(anext(self.chunks))
         try:
             while True:
@@ -90,12 +122,14 @@ class SSEStream:
                 if not self.started:
                     await self._start(send)
                 await body(KEEPALIVE)
-            chunk = first.result()
+            item = first.result()
         except GatewayError as error:
             if not self.started:
-                self.headers.update(error.headers)  # keeps X-Generation-Id: the failed attempts are on record
+                self.headers.update(
+                    error.headers
+                )  # keeps X-Generation-Id: the failed attempts are on record
                 await self._start(send, error.status, b"application/json")
-                await end(orjson.dumps(self.encoder.error_body(error)))
+                await end(orjson.dumps(self.error_body(error)))
                 return
             await end(self.encoder.failure(error))
             return
@@ -105,12 +139,17 @@ class SSEStream:
                 await asyncio.wait({first})
         if not self.started:
             await self._start(send)
-        await body(self.encoder.event(chunk))
-        async for chunk in self.chunks:
-            await body(self.encoder.event(chunk))
-            if chunk.get("error"):  # a failure mid-stream: the error event is the last one
-                await end()
+        while True:
+            if isinstance(
+                item, StreamFailure
+            ):  # a failure mid-stream: the error event is the last one
+                await end(self.encoder.failure(item.error))
                 return
+            await body(self.encoder.event(item))
+            try:
+                item = await anext(self.chunks)
+            except StopAsyncIteration:
+                break
         await end(self.encoder.close())
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -133,4 +172,4 @@ class SSEStream:
             pass
         finally:
             watcher.cancel()
-            await self.chunks.aclose()  # type: ignore[attr-defined]
+            await self.chunks.aclose()

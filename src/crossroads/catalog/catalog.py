@@ -26,7 +26,11 @@ _DEFAULT_ARCHITECTURE = {
 
 def _price_str(value: Any) -> Any:
     """Prices are decimal strings in every public shape; config files may write numbers."""
-    return format(value, "f") if isinstance(value, (int, float)) and not isinstance(value, bool) else value
+    return (
+        format(value, "f")
+        if isinstance(value, (int, float)) and not isinstance(value, bool)
+        else value
+    )
 
 
 @dataclass(slots=True)
@@ -69,8 +73,17 @@ class Catalog:
     def resolve(self, model_id: str) -> tuple[Model, str | None]:
         found = self.find(model_id)
         if found is None:
-            raise GatewayError(404, f"{model_id} is not a valid model ID", metadata={"availability": {
-                "code": "model_not_found", "retryable": False, "requested_models": [model_id]}})
+            raise GatewayError(
+                404,
+                f"{model_id} is not a valid model ID",
+                metadata={
+                    "availability": {
+                        "code": "model_not_found",
+                        "retryable": False,
+                        "requested_models": [model_id],
+                    }
+                },
+            )
         return found
 
     def add(self, model: Model) -> None:
@@ -93,7 +106,7 @@ def _fill_endpoint(spec: ModelSpec, e: Endpoint, providers: Mapping[str, Provide
 
 
 def _public_model(spec: ModelSpec, endpoints: list[Endpoint], created: int) -> dict[str, Any]:
-    cheapest = min(endpoints, key=lambda e: (e.price("prompt") + e.price("completion")), default=None)
+    cheapest = min(endpoints, key=Endpoint.blended_price, default=None)
     first = endpoints[0] if endpoints else None
     if spec.supported_parameters is not None:
         params = spec.supported_parameters
@@ -101,7 +114,9 @@ def _public_model(spec: ModelSpec, endpoints: list[Endpoint], created: int) -> d
         params = sorted(PARAMETERS)
     else:
         params = sorted({p for e in endpoints for p in e.supported_parameters or []})
-    context = spec.context_length or max((e.context_length or 0 for e in endpoints), default=0) or None
+    context = (
+        spec.context_length or max((e.context_length or 0 for e in endpoints), default=0) or None
+    )
     info: dict[str, Any] = {
         "id": spec.id,
         "canonical_slug": spec.canonical_slug or spec.id,
@@ -111,7 +126,10 @@ def _public_model(spec: ModelSpec, endpoints: list[Endpoint], created: int) -> d
         "description": spec.description or "",
         "context_length": context,
         "architecture": {**_DEFAULT_ARCHITECTURE, **(spec.architecture or {})},
-        "pricing": {k: _price_str(v) for k, v in (spec.pricing or (cheapest.pricing if cheapest else {})).items()},
+        "pricing": {
+            k: _price_str(v)
+            for k, v in (spec.pricing or (cheapest.pricing if cheapest else {})).items()
+        },
         "top_provider": spec.top_provider
         or {
             "context_length": first.context_length if first else context,

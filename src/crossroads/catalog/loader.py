@@ -17,13 +17,12 @@ import msgspec
 import yaml
 
 from crossroads.catalog.catalog import Catalog, Model
+from crossroads.errors import ConfigError
 from crossroads.schema.catalog import Endpoint, ModelSpec, Provider
 
-_NO_KEY_NEEDED = "requires_key"
-
-
-class ConfigError(Exception):
-    """The config file cannot be used; the message says where and why."""
+# A marker field put on every bundled provider: it needs an API key (unless it is local).
+# Providers a config file adds lack it and may run without a key.
+_REQUIRES_KEY_FIELD = "requires_key"
 
 
 def read_config(path: str | Path | None) -> dict[str, Any]:
@@ -43,14 +42,19 @@ def read_config(path: str | Path | None) -> dict[str, Any]:
 
 def _bundled() -> dict[str, Any]:
     raw = resources.files("crossroads.catalog").joinpath("data/catalog.json").read_bytes()
-    return msgspec.json.decode(raw)
+    data: dict[str, Any] = msgspec.json.decode(raw)
+    return data
 
 
 def _presets() -> dict[str, Any]:
-    return yaml.safe_load(resources.files("crossroads.catalog").joinpath("data/presets.yaml").read_text())
+    text = resources.files("crossroads.catalog").joinpath("data/presets.yaml").read_text()
+    data: dict[str, Any] = yaml.safe_load(text)
+    return data
 
 
-def _merge_by(key: str, base: Iterable[dict[str, Any]], overrides: Iterable[dict[str, Any]]) -> dict[str, dict]:
+def _merge_by(
+    key: str, base: Iterable[dict[str, Any]], overrides: Iterable[dict[str, Any]]
+) -> dict[str, dict[str, Any]]:
     merged = {item[key]: dict(item) for item in base}
     for item in overrides:
         if not isinstance(item, dict) or key not in item:
@@ -59,7 +63,9 @@ def _merge_by(key: str, base: Iterable[dict[str, Any]], overrides: Iterable[dict
     return merged
 
 
-def _merge_models(base: list[dict], overrides: list[dict]) -> dict[str, dict]:
+def _merge_models(
+    base: list[dict[str, Any]], overrides: list[dict[str, Any]]
+) -> dict[str, dict[str, Any]]:
     bundled = {m["id"]: m for m in base}
     merged = _merge_by("id", base, overrides)
     for item in overrides:
@@ -83,25 +89,38 @@ def _decode(kind: type, data: dict[str, Any], where: str) -> Any:
 def _aggregator_endpoint(spec: ModelSpec, aggregator: Provider) -> Endpoint:
     """An aggregator serves a model under the model's own id, at the model's list price."""
     top = spec.top_provider or {}
-    return Endpoint(provider=aggregator.slug, upstream_model=spec.id, context_length=spec.context_length,
-                    max_completion_tokens=top.get("max_completion_tokens"),
-                    pricing={k: v for k, v in (spec.pricing or {}).items() if isinstance(v, (str, int, float))},
-                    supported_parameters=spec.supported_parameters)
+    return Endpoint(
+        provider=aggregator.slug,
+        upstream_model=spec.id,
+        context_length=spec.context_length,
+        max_completion_tokens=top.get("max_completion_tokens"),
+        pricing={k: v for k, v in (spec.pricing or {}).items() if isinstance(v, (str, int, float))},
+        supported_parameters=spec.supported_parameters,
+    )
 
 
-def _usability(provider: Provider, adapters: Iterable[str], env: Mapping[str, str], requires_key: bool) -> str | None:
+def _api_key(provider: Provider, env: Mapping[str, str]) -> str | None:
+    """The provider's key: from the config, else from the variable `api_key_env` names."""
+    if provider.api_key:
+        return provider.api_key
+    if provider.api_key_env:
+        return env.get(provider.api_key_env) or None
+    return None
+
+
+def _config_problem(
+    provider: Provider, adapters: Iterable[str], api_key: str | None, requires_key: bool
+) -> str | None:
+    """Why the provider cannot be used as configured (given its resolved key), or None."""
     if provider.api is None:
         return "no wire protocol is known for this provider; set 'api' in the config"
     if provider.api not in adapters:
         return f"the '{provider.api}' wire protocol is not supported yet"
     if not provider.base_url:
         return "no base_url; set one in the config"
-    if provider.api_key:
+    if api_key:
         return None
     if provider.api_key_env:
-        if env.get(provider.api_key_env):
-            provider.api_key = env[provider.api_key_env]
-            return None
         return f"missing credentials: set {provider.api_key_env}"
     if requires_key:
         return "missing credentials: add api_key_env for this provider in the config"
@@ -119,30 +138,43 @@ def load_catalog(
     env = os.environ if env is None else env
     adapters = set(adapters)
     bundled, presets = _bundled(), _presets()
-    providers_raw = _merge_by("slug", ({**p, _NO_KEY_NEEDED: True} for p in bundled["providers"]),
-                              presets["providers"])
+    providers_raw = _merge_by(
+        "slug",
+        ({**p, _REQUIRES_KEY_FIELD: True} for p in bundled["providers"]),
+        presets["providers"],
+    )
     providers_raw = _merge_by("slug", providers_raw.values(), config.get("providers") or [])
     providers: dict[str, Provider] = {}
     for slug, raw in providers_raw.items():
-        requires_key = bool(raw.pop(_NO_KEY_NEEDED, False)) and not raw.get("local")
+        requires_key = bool(raw.pop(_REQUIRES_KEY_FIELD, False)) and not raw.get("local")
         raw.setdefault("name", slug)
         provider = _decode(Provider, raw, f"provider {slug}")
-        provider.config_problem = _usability(provider, adapters, env, requires_key)
+        api_key = _api_key(provider, env)
+        provider.config_problem = _config_problem(provider, adapters, api_key, requires_key)
+        if provider.config_problem is None:  # a key from the environment is used from now on
+            provider.api_key = api_key
         providers[slug] = provider
 
     models_raw = _merge_models(bundled["models"], presets["models"])
     bundled_ids = {m["id"] for m in bundled["models"]}
     models: dict[str, Model] = {}
-    for model_id, raw in _merge_models(list(models_raw.values()), config.get("models") or []).items():
+    for model_id, raw in _merge_models(
+        list(models_raw.values()), config.get("models") or []
+    ).items():
         spec = _decode(ModelSpec, raw, f"model {model_id}")
         for e in spec.endpoints:
             if e.provider not in providers:
-                raise ConfigError(f"model {model_id}: endpoint names unknown provider '{e.provider}'")
+                raise ConfigError(
+                    f"model {model_id}: endpoint names unknown provider '{e.provider}'"
+                )
         listed = model_id in bundled_ids  # an aggregator serves what OpenRouter's catalog lists
         for aggregator in providers.values():
-            if listed and aggregator.serves_catalog and aggregator.usable and not any(
-                    e.provider == aggregator.slug for e in spec.endpoints):
+            if (
+                listed
+                and aggregator.serves_catalog
+                and aggregator.usable
+                and not any(e.provider == aggregator.slug for e in spec.endpoints)
+            ):
                 spec.endpoints.append(_aggregator_endpoint(spec, aggregator))
         models[model_id] = Model.build(spec, providers, created=created)
     return Catalog(providers=providers, models=models)
-

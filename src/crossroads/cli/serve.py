@@ -7,7 +7,8 @@ import uvicorn
 from sqlalchemy.engine import make_url
 
 from crossroads.app import create_app
-from crossroads.catalog import ConfigError, read_config
+from crossroads.catalog import read_config
+from crossroads.errors import ConfigError
 from crossroads.gateway import Gateway
 from crossroads.settings import Settings
 
@@ -15,15 +16,22 @@ from crossroads.settings import Settings
 def _announce(settings: Settings, gateway: Gateway) -> None:
     base = f"http://{settings.host}:{settings.port}"
     usable = gateway.catalog.usable_providers()
-    routable = sum(1 for m in gateway.catalog.models.values() if any(
-        gateway.catalog.providers[e.provider].usable for e in m.endpoints))
+    providers = gateway.catalog.providers
+    routable = sum(
+        1
+        for m in gateway.catalog.models.values()
+        if any(providers[e.provider].usable for e in m.endpoints)
+    )
     lines = [
         f"Crossroads listening on {base}  (OpenAI/OpenRouter base URL: {base}/api/v1)",
         f"Database: {make_url(settings.database_url).render_as_string(hide_password=True)}",
         f"Catalog: {len(gateway.catalog.models)} models, {routable} routable; "
-        f"{len(usable)} of {len(gateway.catalog.providers)} providers usable: "
-        + (", ".join(p.slug for p in usable) or "none yet: set a provider key (e.g. GROQ_API_KEY), "
-           "run `crossroads local`, or add providers in a config file (see README)"),
+        f"{len(usable)} of {len(providers)} providers usable: "
+        + (
+            ", ".join(p.slug for p in usable)
+            or "none yet: set a provider key (e.g. GROQ_API_KEY), "
+            "run `crossroads local`, or add providers in a config file (see README)"
+        ),
     ]
     if gateway.generated_management_key:
         lines += [
@@ -34,29 +42,56 @@ def _announce(settings: Settings, gateway: Gateway) -> None:
     lines += [
         "",
         "Create an API key with the management key:",
-        f"    curl -s {base}/api/v1/keys -H 'Authorization: Bearer <management key>' -d '{{\"name\": \"my app\"}}'",
+        f"    curl -s {base}/api/v1/keys -H 'Authorization: Bearer <management key>'"
+        ' -d \'{"name": "my app"}\'',
     ]
     click.echo("\n".join(lines), err=False)
 
 
 @click.command()
-@click.option("--config", type=click.Path(exists=True, dir_okay=False), help="YAML file with providers and models.")
+@click.option(
+    "--config",
+    type=click.Path(exists=True, dir_okay=False),
+    help="YAML file with providers and models.",
+)
 @click.option("--host", help="Address to listen on (default 127.0.0.1).")
 @click.option("--port", type=int, help="Port to listen on (default 8080).")
-@click.option("--database", help="sqlite:///file.db or postgresql://user@host/db (default: SQLite in the data folder).")
+@click.option(
+    "--database",
+    help="sqlite:///file.db or postgresql://user@host/db (default: SQLite in the data folder).",
+)
 @click.option("--data-dir", help="Folder for the embedded SQLite database (default ./data).")
-def serve(config: str | None, host: str | None, port: int | None, database: str | None, data_dir: str | None) -> None:
+def serve(
+    config: str | None,
+    host: str | None,
+    port: int | None,
+    database: str | None,
+    data_dir: str | None,
+) -> None:
     """Start the gateway."""
+    flags = {
+        "config": config,
+        "host": host,
+        "port": port,
+        "database": database,
+        "data_dir": data_dir,
+    }
     try:
-        file_settings = read_config(config).get("server") if config else None
-        settings = Settings.load(
-            {"config": config, "host": host, "port": port, "database": database, "data_dir": data_dir},
-            file_settings=file_settings,
-        )
-        gateway = Gateway.build(settings)
+        parsed = read_config(config)  # {} without --config
+        settings = Settings.load(flags, file_settings=parsed.get("server"))
+        # Without --config, CROSSROADS_CONFIG may still name a file: the Gateway reads that one.
+        gateway = Gateway.build(settings, parsed if settings.config == config else None)
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
     app = create_app(settings, gateway)
     app.state.on_started = lambda gw: _announce(settings, gw)
-    uvicorn.run(app, host=settings.host, port=settings.port, loop="uvloop", http="httptools",
-                log_level=settings.log_level, access_log=False, lifespan="on")
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        loop="uvloop",
+        http="httptools",
+        log_level=settings.log_level,
+        access_log=False,
+        lifespan="on",
+    )

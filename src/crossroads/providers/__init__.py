@@ -8,7 +8,9 @@ from crossroads.providers.openai.adapter import OpenAIAdapter
 
 def builtin_adapters() -> dict[str, Adapter]:
     """Adapters by wire protocol name, as `api:` in the catalog names them."""
-    return {adapter.api: adapter for adapter in (OpenAIAdapter(), AnthropicAdapter(), GeminiAdapter())}
+    return {
+        adapter.api: adapter for adapter in (OpenAIAdapter(), AnthropicAdapter(), GeminiAdapter())
+    }
 
 
 __all__ = ["Adapter", "builtin_adapters"]

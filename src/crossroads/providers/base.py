@@ -89,7 +89,12 @@ class UpstreamError(Exception):
         return self.status if 400 <= self.status < 600 else 502
 
     def summary(self) -> dict[str, Any]:
-        return {"provider": self.provider.slug, "code": self.client_status, "status": self.status, "kind": self.kind}
+        return {
+            "provider": self.provider.slug,
+            "code": self.client_status,
+            "status": self.status,
+            "kind": self.kind,
+        }
 
     def to_gateway_error(self, previous: Iterable[UpstreamError] = ()) -> GatewayError:
         status = self.client_status

@@ -25,8 +25,12 @@ class UpstreamClient:
         self._session: aiohttp.ClientSession | None = None
 
     async def start(self) -> None:
-        connector = aiohttp.TCPConnector(limit=self._max_connections, ttl_dns_cache=300, keepalive_timeout=60)
-        self._session = aiohttp.ClientSession(connector=connector, auto_decompress=True, trust_env=False)
+        connector = aiohttp.TCPConnector(
+            limit=self._max_connections, ttl_dns_cache=300, keepalive_timeout=60
+        )
+        self._session = aiohttp.ClientSession(
+            connector=connector, auto_decompress=True, trust_env=False
+        )
 
     async def close(self) -> None:
         if self._session is not None:
@@ -40,11 +44,17 @@ class UpstreamClient:
     @staticmethod
     def _timeout(provider: Provider, *, stream: bool) -> aiohttp.ClientTimeout:
         if stream:  # a stream may run long; what must not stall is each read
-            return aiohttp.ClientTimeout(connect=provider.connect_timeout_seconds, sock_read=provider.timeout_seconds)
-        return aiohttp.ClientTimeout(total=provider.timeout_seconds, connect=provider.connect_timeout_seconds)
+            return aiohttp.ClientTimeout(
+                connect=provider.connect_timeout_seconds, sock_read=provider.timeout_seconds
+            )
+        return aiohttp.ClientTimeout(
+            total=provider.timeout_seconds, connect=provider.connect_timeout_seconds
+        )
 
     @asynccontextmanager
-    async def open(self, request: UpstreamRequest, provider: Provider) -> AsyncIterator[aiohttp.ClientResponse]:
+    async def open(
+        self, request: UpstreamRequest, provider: Provider
+    ) -> AsyncIterator[aiohttp.ClientResponse]:
         """POST `request`; yields the response once its status line and headers arrived.
 
         Leaving the block early (an error, a cancelled client) closes the connection, which
@@ -66,7 +76,9 @@ class UpstreamClient:
         except TimeoutError:
             raise UpstreamError(provider, "timeout", "Provider timed out") from None
         except aiohttp.ClientError as exc:
-            raise UpstreamError(provider, "connection", f"Provider connection failed: {exc}") from None
+            raise UpstreamError(
+                provider, "connection", f"Provider connection failed: {exc}"
+            ) from None
         finally:
             response.close()
 

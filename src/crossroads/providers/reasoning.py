@@ -11,7 +11,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-EFFORT_RATIOS = {"max": 0.95, "xhigh": 0.95, "high": 0.80, "medium": 0.50, "low": 0.20, "minimal": 0.10}
+EFFORT_RATIOS = {
+    "max": 0.95,
+    "xhigh": 0.95,
+    "high": 0.80,
+    "medium": 0.50,
+    "low": 0.20,
+    "minimal": 0.10,
+}
 ANTHROPIC_MIN_BUDGET = 1024
 ANTHROPIC_MAX_BUDGET = 128_000
 
@@ -35,7 +42,9 @@ class ReasoningSpec:
             return self.effort
         if self.max_tokens and completion_limit:
             ratio = self.max_tokens / completion_limit
-            return min(("high", "medium", "low", "minimal"), key=lambda e: abs(EFFORT_RATIOS[e] - ratio))
+            return min(
+                ("high", "medium", "low", "minimal"), key=lambda e: abs(EFFORT_RATIOS[e] - ratio)
+            )
         return "medium"
 
 
@@ -53,11 +62,17 @@ def resolve_reasoning(body: dict[str, Any]) -> ReasoningSpec | None:
     exclude = bool(config.get("exclude")) or include is False
     enabled = config.get("enabled")
     if enabled is None:
-        enabled = effort != "none" and (bool(effort) or bool(max_tokens) or bool(config) or include is not None)
+        enabled = effort != "none" and (
+            bool(effort) or bool(max_tokens) or bool(config) or include is not None
+        )
     if effort == "none":
         enabled = False
-    return ReasoningSpec(enabled=bool(enabled), effort=effort if effort != "none" else None,
-                         max_tokens=max_tokens, exclude=exclude)
+    return ReasoningSpec(
+        enabled=bool(enabled),
+        effort=effort if effort != "none" else None,
+        max_tokens=max_tokens,
+        exclude=exclude,
+    )
 
 
 def strip_reasoning(message: dict[str, Any]) -> None:

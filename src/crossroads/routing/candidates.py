@@ -18,16 +18,19 @@ from crossroads.schema.chat import ChatRequest, ProviderPreferences
 _QUANT_FAMILIES = {"fp4": {"fp4", "mxfp4", "nvfp4"}, "fp8": {"fp8", "mxfp8"}}
 # Parameters endpoints are preferred for even without require_parameters.
 SOFT_PARAMETERS = ("tools", "response_format", "verbosity")
-_MAX_PRICE_KEYS = {"prompt": "prompt", "completion": "completion", "request": "request", "image": "image", "audio": "audio"}
-_PER_MILLION = {"prompt", "completion", "audio"}
+# `provider.max_price` fields; each names the endpoint price it limits.
+_MAX_PRICE_FIELDS = ("prompt", "completion", "request", "image", "audio")
+_PER_MILLION = {"prompt", "completion", "audio"}  # limits per million tokens; prices are per token
 
 
 def provider_matches(endpoint: Endpoint, name: str, catalog: Catalog) -> bool:
     """A slug, a tag or a display name; a base slug matches all of a provider's endpoints."""
     wanted = name.strip().lower()
-    return wanted in (endpoint.tag.lower(), endpoint.provider.lower(), endpoint.provider_name.lower()) or (
-        wanted == catalog.providers[endpoint.provider].name.lower()
-    )
+    return wanted in (
+        endpoint.tag.lower(),
+        endpoint.provider.lower(),
+        endpoint.provider_name.lower(),
+    ) or (wanted == catalog.providers[endpoint.provider].name.lower())
 
 
 def _quantization_ok(endpoint: Endpoint, wanted: list[str]) -> bool:
@@ -46,11 +49,11 @@ def _price_limit(value: Any, field: str) -> float:
 
 def _within_max_price(endpoint: Endpoint, prefs: ProviderPreferences) -> bool:
     limits = prefs.max_price
-    for field, price_key in _MAX_PRICE_KEYS.items():
+    for field in _MAX_PRICE_FIELDS:
         limit = getattr(limits, field)
         if limit is None:
             continue
-        price = float(endpoint.price(price_key))
+        price = float(endpoint.price(field))
         if field in _PER_MILLION:
             price *= 1_000_000
         if price > _price_limit(limit, field) + 1e-12:
@@ -68,9 +71,15 @@ def _privacy_ok(endpoint: Endpoint, catalog: Catalog, *, zdr: bool) -> bool:
 def _fits(endpoint: Endpoint, prompt_tokens: int, completion: int | None) -> bool:
     if endpoint.max_prompt_tokens and prompt_tokens > endpoint.max_prompt_tokens:
         return False
-    if completion and endpoint.max_completion_tokens and completion > endpoint.max_completion_tokens:
+    if (
+        completion
+        and endpoint.max_completion_tokens
+        and completion > endpoint.max_completion_tokens
+    ):
         return False
-    return not endpoint.context_length or prompt_tokens + (completion or 0) <= endpoint.context_length
+    return (
+        not endpoint.context_length or prompt_tokens + (completion or 0) <= endpoint.context_length
+    )
 
 
 def _supports(endpoint: Endpoint, parameter: str) -> bool:
@@ -97,12 +106,20 @@ def eligible_endpoints(
     filters: list[tuple[str, Callable[[Endpoint], bool]]] = [
         ("unavailable", lambda e: catalog.providers[e.provider].usable),
     ]
-    if prefs.only:
-        filters.append(("allowed_providers", lambda e: any(provider_matches(e, p, catalog) for p in prefs.only)))
-    if prefs.ignore:
-        filters.append(("ignored_providers", lambda e: not any(provider_matches(e, p, catalog) for p in prefs.ignore)))
-    if prefs.quantizations:
-        filters.append(("quantization", lambda e: _quantization_ok(e, prefs.quantizations)))
+    only, ignore, quantizations = prefs.only, prefs.ignore, prefs.quantizations
+    if only:
+        filters.append(
+            ("allowed_providers", lambda e: any(provider_matches(e, p, catalog) for p in only))
+        )
+    if ignore:
+        filters.append(
+            (
+                "ignored_providers",
+                lambda e: not any(provider_matches(e, p, catalog) for p in ignore),
+            )
+        )
+    if quantizations:
+        filters.append(("quantization", lambda e: _quantization_ok(e, quantizations)))
     if prefs.zdr:
         filters.append(("data_policy:zdr", lambda e: _privacy_ok(e, catalog, zdr=True)))
     if prefs.data_collection == "deny":
@@ -131,32 +148,69 @@ def eligible_endpoints(
     return endpoints
 
 
-def _unavailable(model: Model, code: str, message: str, excluded: list[str], **extra: Any) -> GatewayError:
-    availability = {"code": code, "retryable": False, "requested_models": [model.id], "excluded_by": excluded, **extra}
+def _unavailable(
+    model: Model, code: str, message: str, excluded: list[str], **extra: Any
+) -> GatewayError:
+    availability = {
+        "code": code,
+        "retryable": False,
+        "requested_models": [model.id],
+        "excluded_by": excluded,
+        **extra,
+    }
     return GatewayError(404, message, metadata={"availability": availability})
 
 
 def _filtered(
-    model: Model, catalog: Catalog, name: str, excluded: list[str], prompt: int, completion: int | None
+    model: Model,
+    catalog: Catalog,
+    name: str,
+    excluded: list[str],
+    prompt: int,
+    completion: int | None,
 ) -> GatewayError:
     if name == "context_length":
         limit = max((e.context_length or 0) for e in model.endpoints)
         message = (
-            f"This request needs about {prompt + (completion or 0)} tokens ({prompt} in the prompt, "
-            f"{completion or 0} for the completion) but {model.id} can take at most {limit}. "
+            f"This request needs about {prompt + (completion or 0)} tokens "
+            f"({prompt} in the prompt, {completion or 0} for the completion) "
+            f"but {model.id} can take at most {limit}. "
             "Shorten the prompt or lower max_tokens."
         )
-        return GatewayError(400, message, error_type="context_length_exceeded",
-                            metadata={"availability": {"code": "constraint_filtered", "excluded_by": excluded,
-                                                       "constraint": {"field": "context_length"},
-                                                       "requested_models": [model.id], "retryable": False}})
+        return GatewayError(
+            400,
+            message,
+            error_type="context_length_exceeded",
+            metadata={
+                "availability": {
+                    "code": "constraint_filtered",
+                    "excluded_by": excluded,
+                    "constraint": {"field": "context_length"},
+                    "requested_models": [model.id],
+                    "retryable": False,
+                }
+            },
+        )
     if name == "unavailable":
-        reasons = sorted({f"{e.provider}: {catalog.providers[e.provider].unusable_reason}" for e in model.endpoints})
-        return _unavailable(model, "no_endpoints", f"No usable provider serves {model.id} here ({'; '.join(reasons)})",
-                            excluded)
-    return _unavailable(model, "constraint_filtered",
-                        f"No endpoints found for {model.id} that satisfy your '{name}' provider preference",
-                        excluded, constraint={"field": name})
+        reasons = sorted(
+            {
+                f"{e.provider}: {catalog.providers[e.provider].unusable_reason}"
+                for e in model.endpoints
+            }
+        )
+        return _unavailable(
+            model,
+            "no_endpoints",
+            f"No usable provider serves {model.id} here ({'; '.join(reasons)})",
+            excluded,
+        )
+    return _unavailable(
+        model,
+        "constraint_filtered",
+        f"No endpoints found for {model.id} that satisfy your '{name}' provider preference",
+        excluded,
+        constraint={"field": name},
+    )
 
 
 __all__ = ["SOFT_PARAMETERS", "eligible_endpoints", "provider_matches"]

@@ -10,7 +10,8 @@ order; `preferred_*` thresholds move endpoints to the end, never remove them.
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from decimal import Decimal
 
 from crossroads.catalog import Catalog
 from crossroads.routing.candidates import provider_matches
@@ -23,10 +24,8 @@ from crossroads.telemetry.stats import PREFERENCE_WINDOW, LiveStats
 _PRICE_FLOOR = 1e-10
 _VARIANT_SORT = {"nitro": "throughput", "floor": "price"}
 
-
-def blended_price(endpoint: Endpoint) -> float:
-    """Prompt plus completion price per token: what 'cheapest' means when routing."""
-    return float(endpoint.price("prompt") + endpoint.price("completion"))
+Figures = Mapping[str, float]  # live percentiles of one endpoint: {"p50": ..., "p99": ...}
+Figure = Callable[[str], Figures | None]  # endpoint id -> its figures, e.g. LiveStats.latency
 
 
 def sort_preference(prefs: ProviderPreferences, variant: str | None) -> str | None:
@@ -36,7 +35,7 @@ def sort_preference(prefs: ProviderPreferences, variant: str | None) -> str | No
 
 
 def _by_price(endpoints: list[Endpoint]) -> list[Endpoint]:
-    return sorted(endpoints, key=blended_price)
+    return sorted(endpoints, key=Endpoint.blended_price)
 
 
 def sort_endpoints(endpoints: list[Endpoint], by: str, stats: LiveStats) -> list[Endpoint]:
@@ -44,10 +43,11 @@ def sort_endpoints(endpoints: list[Endpoint], by: str, stats: LiveStats) -> list
     if by == "price":
         return _by_price(endpoints)
 
-    def measured(figure: Callable[[str], dict | None], sign: float) -> Callable[[Endpoint], tuple]:
-        def key(e: Endpoint) -> tuple:
+    def measured(figure: Figure, sign: float) -> Callable[[Endpoint], tuple[bool, float, Decimal]]:
+        def key(e: Endpoint) -> tuple[bool, float, Decimal]:
             value = figure(e.id)
-            return (value is None, sign * value["p50"] if value else 0.0, blended_price(e))
+            return (value is None, sign * value["p50"] if value else 0.0, e.blended_price())
+
         return key
 
     if by == "throughput":
@@ -55,24 +55,34 @@ def sort_endpoints(endpoints: list[Endpoint], by: str, stats: LiveStats) -> list
     if by == "latency":
         return sorted(endpoints, key=measured(stats.latency, 1.0))
     # "exacto": quality first; the quality signal we measure is the recent success rate
-    return sorted(endpoints, key=lambda e: (-(stats.uptime(e.id, 1800) or 0.0), blended_price(e)))
+    return sorted(endpoints, key=lambda e: (-(stats.uptime(e.id, 1800) or 0.0), e.blended_price()))
 
 
-def load_balanced(endpoints: list[Endpoint], stats: LiveStats, rng: random.Random) -> list[Endpoint]:
+def load_balanced(
+    endpoints: list[Endpoint], stats: LiveStats, rng: random.Random
+) -> list[Endpoint]:
     down = {e.id for e in endpoints if stats.in_outage(e.id)}
     stable = [e for e in endpoints if e.id not in down]
     unstable = [e for e in endpoints if e.id in down]
     if not stable:
         return _by_price(unstable)
-    weights = [1.0 / max(blended_price(e), _PRICE_FLOOR) ** 2 for e in stable]
+    weights = [1.0 / max(float(e.blended_price()), _PRICE_FLOOR) ** 2 for e in stable]
     first = rng.choices(stable, weights=weights)[0]
     return [first, *_by_price([e for e in stable if e is not first]), *_by_price(unstable)]
 
 
-def _meets(figures: dict | None, wanted: float | Percentiles, *, at_least: bool, scale: float) -> bool:
-    thresholds = {"p50": wanted} if isinstance(wanted, (int, float)) else {
-        k: getattr(wanted, k) for k in ("p50", "p75", "p90", "p99") if getattr(wanted, k) is not None
-    }
+def _meets(
+    figures: Figures | None, wanted: float | Percentiles, *, at_least: bool, scale: float
+) -> bool:
+    thresholds = (
+        {"p50": wanted}
+        if isinstance(wanted, (int, float))
+        else {
+            k: getattr(wanted, k)
+            for k in ("p50", "p75", "p90", "p99")
+            if getattr(wanted, k) is not None
+        }
+    )
     if figures is None:
         return False
     for name, limit in thresholds.items():
@@ -82,19 +92,27 @@ def _meets(figures: dict | None, wanted: float | Percentiles, *, at_least: bool,
     return True
 
 
-def prefer_performance(endpoints: list[Endpoint], prefs: ProviderPreferences, stats: LiveStats) -> list[Endpoint]:
+def prefer_performance(
+    endpoints: list[Endpoint], prefs: ProviderPreferences, stats: LiveStats
+) -> list[Endpoint]:
     """Endpoints that miss `preferred_min_throughput` / `preferred_max_latency` move last."""
     if prefs.preferred_min_throughput is None and prefs.preferred_max_latency is None:
         return endpoints
 
     def preferred(e: Endpoint) -> bool:
         if prefs.preferred_min_throughput is not None and not _meets(
-            stats.throughput(e.id, PREFERENCE_WINDOW), prefs.preferred_min_throughput, at_least=True, scale=1.0
+            stats.throughput(e.id, PREFERENCE_WINDOW),
+            prefs.preferred_min_throughput,
+            at_least=True,
+            scale=1.0,
         ):
             return False
         # latency is measured in milliseconds; the preference is in seconds
         return prefs.preferred_max_latency is None or _meets(
-            stats.latency(e.id, PREFERENCE_WINDOW), prefs.preferred_max_latency, at_least=False, scale=0.001
+            stats.latency(e.id, PREFERENCE_WINDOW),
+            prefs.preferred_max_latency,
+            at_least=False,
+            scale=0.001,
         )
 
     good = [e for e in endpoints if preferred(e)]
@@ -113,7 +131,9 @@ def order_endpoints(
     if prefs.order:
         listed: list[Endpoint] = []
         for name in prefs.order:
-            listed += [e for e in endpoints if e not in listed and provider_matches(e, name, catalog)]
+            listed += [
+                e for e in endpoints if e not in listed and provider_matches(e, name, catalog)
+            ]
         rest = [] if prefs.allow_fallbacks is False else [e for e in endpoints if e not in listed]
         ordered = listed + sort_endpoints(rest, by or "price", stats)
     elif by:

@@ -40,7 +40,11 @@ def requested_models(request: ChatRequest) -> list[str]:
 
 
 def plan_request(
-    request: ChatRequest, body: dict[str, Any], catalog: Catalog, stats: LiveStats, rng: random.Random
+    request: ChatRequest,
+    body: dict[str, Any],
+    catalog: Catalog,
+    stats: LiveStats,
+    rng: random.Random,
 ) -> Plan:
     """Resolve models, filter their endpoints and order them; raise when none can serve."""
     names = requested_models(request)
@@ -53,8 +57,12 @@ def plan_request(
         try:
             model, variant = catalog.resolve(name)
             if "text" not in model.output_modalities:
-                raise GatewayError(400, f"{model.id} does not produce text; it cannot serve chat completions")
-            groups.append((variant, eligible_endpoints(model, request, parameters, prompt_tokens, catalog)))
+                raise GatewayError(
+                    400, f"{model.id} does not produce text; it cannot serve chat completions"
+                )
+            groups.append(
+                (variant, eligible_endpoints(model, request, parameters, prompt_tokens, catalog))
+            )
         except GatewayError as exc:
             last_error = exc
     if not groups:
@@ -68,6 +76,9 @@ def plan_request(
             prefs = msgspec.structs.replace(prefs, sort="price")
         ordered = order_endpoints(merged, prefs, variant, stats, rng, catalog)
     else:
-        ordered = [e for variant, eps in groups for e in order_endpoints(eps, prefs, variant, stats, rng, catalog)]
+        ordered = [
+            e
+            for variant, eps in groups
+            for e in order_endpoints(eps, prefs, variant, stats, rng, catalog)
+        ]
     return Plan(endpoints=ordered, requested=names, prompt_tokens=prompt_tokens)
-

@@ -1,41 +1,70 @@
-"""Bookkeeping of one request across its attempts: usage, cost, the generation record."""
+"""Bookkeeping of one request across its attempts: statistics, usage, cost, the generation record.
+
+The streaming and non-streaming paths share it: each failed attempt goes through
+`failed()`, each answer through `succeeded()`, and the request ends with exactly one
+`record()` of its `Outcome`.
+"""
 
 from __future__ import annotations
 
-import time
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from crossroads.accounting.pricing import usage_cost
 from crossroads.errors import GatewayError
 from crossroads.providers.base import Completion, UpstreamError
 from crossroads.providers.reasoning import resolve_reasoning, strip_reasoning
+from crossroads.routing.context import RequestContext, elapsed_ms
 from crossroads.routing.plan import Plan
 from crossroads.routing.tokens import estimate_text_tokens
-from crossroads.schema.catalog import Endpoint
+from crossroads.schema.catalog import Endpoint, Provider
 from crossroads.schema.chat import ChatRequest
-from crossroads.telemetry.records import Attempt, GenerationRecord
-
-if TYPE_CHECKING:
-    from crossroads.routing.executor import Executor
+from crossroads.schema.generation import Attempt, GenerationRecord
 
 
-@dataclass(slots=True)
-class RequestContext:
-    """Who asks, from where; set by the API layer before routing."""
+class StatsSink(Protocol):
+    def record_success(
+        self, endpoint_id: str, latency_ms: float, throughput: float | None
+    ) -> None: ...
 
-    generation_id: str
-    api_key_hash: str | None
-    http_referer: str | None = None
-    app_title: str | None = None
-    user_agent: str | None = None
-    created: int = field(default_factory=lambda: int(time.time()))
-    started: float = field(default_factory=time.perf_counter)
+    def record_failure(self, endpoint_id: str, *, rate_limited: bool = False) -> None: ...
 
 
-def elapsed_ms(since: float) -> float:
-    return round((time.perf_counter() - since) * 1000, 3)
+class SpendSink(Protocol):
+    def charge(
+        self, key_hash: str | None, cost: float, at: datetime, *, free_model: bool = False
+    ) -> None: ...
+
+
+class RecordSink(Protocol):
+    def submit(self, record: GenerationRecord) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Sinks:
+    """What a run records into: live statistics, key spend, generation records."""
+
+    providers: Mapping[str, Provider]
+    stats: StatsSink
+    spend: SpendSink
+    records: RecordSink
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Outcome:
+    """How a request ended, for its generation record; unknown fields stay None."""
+
+    endpoint: Endpoint | None = None
+    usage: dict[str, Any] | None = None
+    finish_reason: str | None = None
+    native_finish_reason: str | None = None
+    upstream_id: str | None = None
+    latency_ms: float | None = None
+    generation_ms: float | None = None
+    cancelled: bool = False
+    error: GatewayError | None = None
 
 
 def final_error(errors: list[UpstreamError]) -> GatewayError:
@@ -47,29 +76,59 @@ def final_error(errors: list[UpstreamError]) -> GatewayError:
         return GatewayError(
             429,
             "Every provider for this request is rate limited; retry later",
-            metadata={"provider_name": last.provider.name, "raw": last.raw,
-                      "previous_errors": [e.summary() for e in errors],
-                      "availability": {"code": "capacity_exhausted", "retryable": True, "retry_after": retry}},
+            metadata={
+                "provider_name": last.provider.name,
+                "raw": last.raw,
+                "previous_errors": [e.summary() for e in errors],
+                "availability": {
+                    "code": "capacity_exhausted",
+                    "retryable": True,
+                    "retry_after": retry,
+                },
+            },
             headers={"Retry-After": str(int(retry))} if retry else None,
         )
     return errors[-1].to_gateway_error(previous=errors[:-1])
 
 
 class Run:
-    """Bookkeeping shared by the streaming and non-streaming paths of one request."""
+    """One request's attempts, from its plan to its record."""
 
-    def __init__(self, ex: Executor, plan: Plan, request: ChatRequest, body: dict[str, Any], ctx: RequestContext, *,
-                 streamed: bool) -> None:
-        self.ex, self.plan, self.request, self.ctx = ex, plan, request, ctx
+    def __init__(
+        self,
+        sinks: Sinks,
+        plan: Plan,
+        request: ChatRequest,
+        body: dict[str, Any],
+        ctx: RequestContext,
+        *,
+        streamed: bool,
+    ) -> None:
+        self.sinks, self.plan, self.request, self.ctx = sinks, plan, request, ctx
         self.streamed = streamed
         spec = resolve_reasoning(body)
-        self.exclude_reasoning = spec is not None and spec.exclude  # reasoning.exclude: billed, not shown
+        self.exclude_reasoning = (
+            spec is not None and spec.exclude
+        )  # reasoning.exclude: billed, not shown
         self.attempts: list[Attempt] = []
         self.errors: list[UpstreamError] = []
         self.skip_models: set[str] = set()
 
-    def usage(self, raw: dict[str, Any] | None, completion_text: str, endpoint: Endpoint, finish: str | None) -> dict:
-        usage = dict(raw or {})
+    def endpoints(self) -> Iterator[Endpoint]:
+        """The plan's endpoints still worth trying (a model that refused the request is skipped)."""
+        for endpoint in self.plan.endpoints:
+            if endpoint.model_id not in self.skip_models:
+                yield endpoint
+
+    def billed_usage(
+        self,
+        reported: dict[str, Any] | None,
+        completion_text: str,
+        endpoint: Endpoint,
+        finish: str | None,
+    ) -> dict[str, Any]:
+        """OpenRouter's usage object: the provider's counts (estimated where missing), with cost."""
+        usage = dict(reported or {})
         if usage.get("prompt_tokens") is None:
             usage["prompt_tokens"] = self.plan.prompt_tokens
         if usage.get("completion_tokens") is None:
@@ -82,102 +141,165 @@ class Run:
     def header(self, endpoint: Endpoint, obj: str) -> dict[str, Any]:
         return {
             "id": self.ctx.generation_id,
-            "provider": self.ex.catalog.providers[endpoint.provider].name,
+            "provider": self.sinks.providers[endpoint.provider].name,
             "model": endpoint.model_id,
             "object": obj,
             "created": self.ctx.created,
         }
 
-    def served(self, endpoint: Endpoint, completion: Completion, latency_ms: float) -> dict[str, Any]:
-        choice = completion.choices[0] if completion.choices else {}
-        finish, native = choice.get("finish_reason"), choice.get("native_finish_reason")
-        reported = (completion.usage or {}).get("completion_tokens") is not None
-        text = "" if reported else _completion_text(choice.get("message") or {})  # only to estimate
-        usage = self.usage(completion.usage, text, endpoint, finish)
-        if self.exclude_reasoning:
-            for c in completion.choices:
-                strip_reasoning(c.get("message") or {})
-        seconds = latency_ms / 1000
-        self.ex.stats.record_success(endpoint.id, latency_ms, usage["completion_tokens"] / seconds if seconds else None)
-        self.attempts.append(Attempt(endpoint.provider, self.ex.catalog.providers[endpoint.provider].name,
-                                     endpoint.tag, endpoint.model_id, 200, latency_ms))
-        self.record(endpoint, usage, finish, native, completion.upstream_id, latency_ms, latency_ms)
-        body = self.header(endpoint, "chat.completion")
-        body.update(system_fingerprint=completion.system_fingerprint, choices=completion.choices, usage=usage)
-        if completion.service_tier is not None:
-            body["service_tier"] = completion.service_tier
-        return body
-
-    def record(
-        self,
-        endpoint: Endpoint | None,
-        usage: dict[str, Any] | None,
-        finish: str | None,
-        native: str | None,
-        upstream_id: str | None,
-        latency_ms: float | None,
-        generation_ms: float | None,
-        *,
-        cancelled: bool = False,
-        error: GatewayError | None = None,
+    def _note(
+        self, endpoint: Endpoint, status: int | None, latency_ms: float, error: str | None = None
     ) -> None:
-        usage = usage or {}
-        cost = float(usage.get("cost") or 0.0)
-        now = datetime.now(UTC)
-        ctx = self.ctx
-        provider = self.ex.catalog.providers[endpoint.provider] if endpoint else None
-        model = endpoint.model_id if endpoint else self.plan.requested[0]
-        self.ex.keys.charge(ctx.api_key_hash, cost, now, free_model=model.endswith(":free"))
-        self.ex.recorder.submit(GenerationRecord(
-            id=ctx.generation_id,
-            created_at=now,
-            model=model,
-            api_key_hash=ctx.api_key_hash,
-            provider_slug=provider.slug if provider else None,
-            provider_name=provider.name if provider else None,
-            endpoint_tag=endpoint.tag if endpoint else None,
-            upstream_id=upstream_id,
-            streamed=self.streamed,
-            cancelled=cancelled,
-            latency_ms=latency_ms,
-            generation_time_ms=generation_ms,
-            finish_reason=finish,
-            native_finish_reason=native,
-            tokens_prompt=usage.get("prompt_tokens"),
-            tokens_completion=usage.get("completion_tokens"),
-            tokens_reasoning=(usage.get("completion_tokens_details") or {}).get("reasoning_tokens"),
-            tokens_cached=(usage.get("prompt_tokens_details") or {}).get("cached_tokens"),
-            total_cost=cost,
-            http_referer=ctx.http_referer,
-            app_title=ctx.app_title,
-            user_agent=ctx.user_agent,
-            external_user=self.request.user,
-            session_id=self.request.session_id,
-            attempts=[_attempt_dict(a) for a in self.attempts],
-            error=error.envelope()["error"] if error else None,
-        ))
+        provider = self.sinks.providers[endpoint.provider]
+        self.attempts.append(
+            Attempt(
+                endpoint.provider,
+                provider.name,
+                endpoint.tag,
+                endpoint.model_id,
+                status,
+                latency_ms,
+                error,
+            )
+        )
 
-    def failed(self, endpoint: Endpoint, error: UpstreamError, since: float) -> None:
-        """One attempt failed before any output reached the client."""
-        self.ex.stats.record_failure(endpoint.id, rate_limited=error.status == 429)
-        self.attempts.append(Attempt(endpoint.provider, error.provider.name, endpoint.tag, endpoint.model_id,
-                                     error.status, elapsed_ms(since), error.message))
+    def succeeded(
+        self,
+        endpoint: Endpoint,
+        usage: dict[str, Any],
+        *,
+        first_token_ms: float,
+        total_ms: float,
+        note: str | None = None,
+    ) -> None:
+        """An attempt answered: latency is the time to its first token (to the whole answer when not
+        streamed); throughput is output tokens per second after the first token (unknown when not
+        streamed, where the first token is not seen apart from the last)."""
+        generation_s = (total_ms - first_token_ms) / 1000
+        tokens = usage.get("completion_tokens") or 0
+        throughput = tokens / generation_s if generation_s > 0 and tokens > 1 else None
+        self.sinks.stats.record_success(endpoint.id, first_token_ms, throughput)
+        self._note(endpoint, 200, first_token_ms, note)
+
+    def failed(
+        self,
+        endpoint: Endpoint,
+        error: UpstreamError,
+        latency_ms: float,
+        *,
+        midstream: bool = False,
+    ) -> None:
+        """An attempt failed; before output reached the client, the next endpoint may be tried."""
+        self.sinks.stats.record_failure(endpoint.id, rate_limited=error.status == 429)
+        self._note(endpoint, 200 if midstream else error.status, latency_ms, error.message)
         self.errors.append(error)
         if not error.fallback_allowed:  # the request itself was refused: try the next model
             self.skip_models.add(endpoint.model_id)
 
+    def served(
+        self, endpoint: Endpoint, completion: Completion, latency_ms: float
+    ) -> dict[str, Any]:
+        """A non-streamed answer: account for it and render OpenRouter's chat completion."""
+        choice = completion.choices[0] if completion.choices else {}
+        finish, native = choice.get("finish_reason"), choice.get("native_finish_reason")
+        reported = (completion.usage or {}).get("completion_tokens") is not None
+        text = "" if reported else _completion_text(choice.get("message") or {})  # only to estimate
+        usage = self.billed_usage(completion.usage, text, endpoint, finish)
+        if self.exclude_reasoning:
+            for c in completion.choices:
+                strip_reasoning(c.get("message") or {})
+        self.succeeded(endpoint, usage, first_token_ms=latency_ms, total_ms=latency_ms)
+        self.record(
+            Outcome(
+                endpoint=endpoint,
+                usage=usage,
+                finish_reason=finish,
+                native_finish_reason=native,
+                upstream_id=completion.upstream_id,
+                latency_ms=latency_ms,
+                generation_ms=latency_ms,
+            )
+        )
+        body = self.header(endpoint, "chat.completion")
+        body.update(
+            system_fingerprint=completion.system_fingerprint,
+            choices=completion.choices,
+            usage=usage,
+        )
+        if completion.service_tier is not None:
+            body["service_tier"] = completion.service_tier
+        return body
+
     def give_up(self) -> GatewayError:
+        """Every attempt failed before output: record the request, return the error that ends it."""
         error = final_error(self.errors)
-        self.record(None, None, "error", None, None, elapsed_ms(self.ctx.started), None, error=error)
+        self.record(
+            Outcome(finish_reason="error", latency_ms=elapsed_ms(self.ctx.started), error=error)
+        )
         return error
+
+    def record(self, outcome: Outcome) -> None:
+        """Charge the key and submit the generation record: once per request."""
+        usage = outcome.usage or {}
+        cost = float(usage.get("cost") or 0.0)
+        now = datetime.now(UTC)
+        ctx, endpoint = self.ctx, outcome.endpoint
+        provider = self.sinks.providers[endpoint.provider] if endpoint else None
+        model = endpoint.model_id if endpoint else self.plan.requested[0]
+        self.sinks.spend.charge(ctx.api_key_hash, cost, now, free_model=model.endswith(":free"))
+        self.sinks.records.submit(
+            GenerationRecord(
+                id=ctx.generation_id,
+                created_at=now,
+                model=model,
+                api_key_hash=ctx.api_key_hash,
+                provider_slug=provider.slug if provider else None,
+                provider_name=provider.name if provider else None,
+                endpoint_tag=endpoint.tag if endpoint else None,
+                upstream_id=outcome.upstream_id,
+                streamed=self.streamed,
+                cancelled=outcome.cancelled,
+                latency_ms=outcome.latency_ms,
+                generation_time_ms=outcome.generation_ms,
+                finish_reason=outcome.finish_reason,
+                native_finish_reason=outcome.native_finish_reason,
+                tokens_prompt=usage.get("prompt_tokens"),
+                tokens_completion=usage.get("completion_tokens"),
+                tokens_reasoning=(usage.get("completion_tokens_details") or {}).get(
+                    "reasoning_tokens"
+                ),
+                tokens_cached=(usage.get("prompt_tokens_details") or {}).get("cached_tokens"),
+                total_cost=cost,
+                http_referer=ctx.http_referer,
+                app_title=ctx.app_title,
+                user_agent=ctx.user_agent,
+                external_user=self.request.user,
+                session_id=self.request.session_id,
+                attempts=[_attempt_dict(a) for a in self.attempts],
+                error=outcome.error.error_object() if outcome.error else None,
+            )
+        )
 
 
 def _attempt_dict(a: Attempt) -> dict[str, Any]:
-    return {"provider_slug": a.provider_slug, "provider_name": a.provider_name, "endpoint_tag": a.endpoint_tag,
-            "model": a.model, "status": a.status, "latency_ms": a.latency_ms, "error": a.error}
+    return {
+        "provider_slug": a.provider_slug,
+        "provider_name": a.provider_name,
+        "endpoint_tag": a.endpoint_tag,
+        "model": a.model,
+        "status": a.status,
+        "latency_ms": a.latency_ms,
+        "error": a.error,
+    }
 
 
 def _completion_text(message: dict[str, Any]) -> str:
-    parts = [message.get("content") if isinstance(message.get("content"), str) else "", message.get("reasoning") or ""]
-    parts += [str((c.get("function") or {}).get("arguments") or "") for c in message.get("tool_calls") or []]
+    parts = [
+        message.get("content") if isinstance(message.get("content"), str) else "",
+        message.get("reasoning") or "",
+    ]
+    parts += [
+        str((c.get("function") or {}).get("arguments") or "")
+        for c in message.get("tool_calls") or []
+    ]
     return "".join(p for p in parts if p)

@@ -12,6 +12,16 @@ from typing import Any
 from msgspec import Struct, field
 
 
+def parse_price(value: Any) -> Decimal:
+    """A catalog price (a decimal string, or a number from a config file) as a Decimal.
+
+    Missing prices (None or "") are 0; `str()` first, so a float keeps its shortest repr
+    (0.1 -> Decimal("0.1"), not its binary expansion). Malformed values raise
+    `decimal.InvalidOperation`.
+    """
+    return Decimal(0) if value is None or value == "" else Decimal(str(value))
+
+
 class DataPolicy(Struct, kw_only=True):
     training: bool = False
     retains_prompts: bool = False
@@ -32,8 +42,12 @@ class Quirks(Struct, kw_only=True, forbid_unknown_fields=True):
     drop_params: list[str] = []
     rename_params: dict[str, str] = {}
     stream_usage: bool = True  # send stream_options.include_usage when streaming
-    reasoning: str = "effort"  # "effort": reasoning_effort; "object": OpenRouter's reasoning object as is
-    json_schema: str = "native"  # "json_object": send json_schema as {"type": "json_object", "schema": ...}
+    reasoning: str = (
+        "effort"  # "effort": reasoning_effort; "object": OpenRouter's reasoning object as is
+    )
+    json_schema: str = (
+        "native"  # "json_object": send json_schema as {"type": "json_object", "schema": ...}
+    )
 
 
 class Provider(Struct, kw_only=True, forbid_unknown_fields=True):
@@ -53,7 +67,9 @@ class Provider(Struct, kw_only=True, forbid_unknown_fields=True):
     headquarters: str | None = None
     datacenters: list[str] | None = None
     local: bool = False  # a server on this machine: probed at start and every 30 s
-    serves_catalog: bool = False  # an aggregator (OpenRouter): serves every catalog model under its own id
+    serves_catalog: bool = (
+        False  # an aggregator (OpenRouter): serves every catalog model under its own id
+    )
     config_problem: str | None = None  # set by the catalog loader
     offline: str | None = None  # set by local discovery
 
@@ -82,8 +98,12 @@ class Endpoint(Struct, kw_only=True, forbid_unknown_fields=True):
     model_id: str = ""  # filled in by the catalog: the model this endpoint serves
 
     def price(self, key: str) -> Decimal:
-        value = self.pricing.get(key)
-        return Decimal(str(value)) if value not in (None, "") else Decimal(0)
+        """The endpoint's price for `key` ("prompt", "completion", ...) in USD; 0 when unset."""
+        return parse_price(self.pricing.get(key))
+
+    def blended_price(self) -> Decimal:
+        """Prompt plus completion price per token: what "cheapest" means when routing."""
+        return self.price("prompt") + self.price("completion")
 
     @property
     def id(self) -> str:

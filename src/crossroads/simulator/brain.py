@@ -56,7 +56,9 @@ def sample(schema: dict[str, Any]) -> Any:
         return {k: sample(v) for k, v in props.items() if k in (schema.get("required") or props)}
     if "enum" in schema:
         return schema["enum"][0]
-    return {"string": "example", "integer": 1, "number": 1.5, "boolean": True, "array": []}.get(kind)
+    return {"string": "example", "integer": 1, "number": 1.5, "boolean": True, "array": []}.get(
+        str(kind)
+    )
 
 
 def answer(ask: Ask, name: str, max_reply_tokens: int) -> Reply:
@@ -67,7 +69,9 @@ def answer(ask: Ask, name: str, max_reply_tokens: int) -> Reply:
             tools = [t for t in tools if t[0] == ask.tool_choice] or tools[:1]
         elif not ask.parallel_tools:
             tools = tools[:1]
-        calls = [(f"call_{i}", n, orjson.dumps(sample(s)).decode()) for i, (n, s) in enumerate(tools)]
+        calls = [
+            (f"call_{i}", n, orjson.dumps(sample(s)).decode()) for i, (n, s) in enumerate(tools)
+        ]
     thinking = f"The user wrote {len(ask.last_user_text.split())} words." if ask.reasoning else None
     signature = hashlib.sha256((thinking or "").encode()).hexdigest()[:24] if thinking else None
     if ask.json_schema is not None:
@@ -78,4 +82,6 @@ def answer(ask: Ask, name: str, max_reply_tokens: int) -> Reply:
     if ask.max_tokens and ask.max_tokens < len(tokens) and not calls:
         tokens, finish = tokens[: ask.max_tokens], "length"
     prompt = ask.prompt_words + 3 * ask.messages
-    return Reply(tokens, finish, calls, thinking, signature, prompt, min(prompt, 4) if ask.cache_marks else 0)
+    return Reply(
+        tokens, finish, calls, thinking, signature, prompt, min(prompt, 4) if ask.cache_marks else 0
+    )

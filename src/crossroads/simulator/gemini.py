@@ -1,4 +1,5 @@
-"""The simulator's Google Gemini wire format: /v1beta/models/{model}:generateContent and :streamGenerateContent."""
+"""The simulator's Google Gemini wire format: /v1beta/models/{model}:generateContent and
+:streamGenerateContent."""
 
 from __future__ import annotations
 
@@ -29,9 +30,13 @@ def ask(body: dict[str, Any]) -> Ask:
     schema = config.get("responseJsonSchema") or config.get("responseSchema")
     return Ask(
         last_user_text=_text(users[-1]) if users else "",
-        prompt_words=sum(len(_text(c).split()) for c in contents) + len(_text(body.get("systemInstruction")).split()),
+        prompt_words=sum(len(_text(c).split()) for c in contents)
+        + len(_text(body.get("systemInstruction")).split()),
         messages=len(contents) + (1 if body.get("systemInstruction") else 0),
-        tools=[(d["name"], d.get("parameters") or d.get("parametersJsonSchema") or {}) for d in declarations],
+        tools=[
+            (d["name"], d.get("parameters") or d.get("parametersJsonSchema") or {})
+            for d in declarations
+        ],
         tool_choice=choice,
         max_tokens=config.get("maxOutputTokens"),
         reasoning=bool(thinking.get("includeThoughts")) and thinking.get("thinkingBudget") != 0,
@@ -41,9 +46,13 @@ def ask(body: dict[str, Any]) -> Ask:
 
 def _usage(reply: Reply) -> dict[str, Any]:
     thoughts = len((reply.thinking or "").split())
-    return {"promptTokenCount": reply.prompt_tokens, "candidatesTokenCount": reply.completion_tokens - thoughts,
-            "thoughtsTokenCount": thoughts, "cachedContentTokenCount": reply.cached_tokens,
-            "totalTokenCount": reply.prompt_tokens + reply.completion_tokens}
+    return {
+        "promptTokenCount": reply.prompt_tokens,
+        "candidatesTokenCount": reply.completion_tokens - thoughts,
+        "thoughtsTokenCount": thoughts,
+        "cachedContentTokenCount": reply.cached_tokens,
+        "totalTokenCount": reply.prompt_tokens + reply.completion_tokens,
+    }
 
 
 def _parts(reply: Reply) -> list[dict[str, Any]]:
@@ -58,9 +67,18 @@ def _parts(reply: Reply) -> list[dict[str, Any]]:
 
 
 def render(reply: Reply, body: dict[str, Any], request_id: str) -> dict[str, Any]:
-    return {"candidates": [{"content": {"role": "model", "parts": _parts(reply)}, "finishReason":
-                            _FINISH[reply.finish], "index": 0}],
-            "usageMetadata": _usage(reply), "modelVersion": "simulated", "responseId": request_id}
+    return {
+        "candidates": [
+            {
+                "content": {"role": "model", "parts": _parts(reply)},
+                "finishReason": _FINISH[reply.finish],
+                "index": 0,
+            }
+        ],
+        "usageMetadata": _usage(reply),
+        "modelVersion": "simulated",
+        "responseId": request_id,
+    }
 
 
 def events(reply: Reply, body: dict[str, Any], request_id: str) -> list[bytes]:
@@ -81,5 +99,7 @@ def events(reply: Reply, body: dict[str, Any], request_id: str) -> list[bytes]:
 
 
 def error(status: int, message: str) -> dict[str, Any]:
-    state = {429: "RESOURCE_EXHAUSTED", 400: "INVALID_ARGUMENT", 503: "UNAVAILABLE"}.get(status, "INTERNAL")
+    state = {429: "RESOURCE_EXHAUSTED", 400: "INVALID_ARGUMENT", 503: "UNAVAILABLE"}.get(
+        status, "INTERNAL"
+    )
     return {"error": {"code": status, "message": message, "status": state}}

@@ -13,7 +13,9 @@ from crossroads.simulator.brain import Ask, Reply
 def _text(content: Any) -> str:
     if isinstance(content, str):
         return content
-    return " ".join(p.get("text", "") for p in content or [] if isinstance(p, dict) and p.get("type") == "text")
+    return " ".join(
+        p.get("text", "") for p in content or [] if isinstance(p, dict) and p.get("type") == "text"
+    )
 
 
 def ask(body: dict[str, Any]) -> Ask:
@@ -32,8 +34,11 @@ def ask(body: dict[str, Any]) -> Ask:
         last_user_text=_text(users[-1].get("content")) if users else "",
         prompt_words=sum(len(_text(m.get("content")).split()) for m in messages),
         messages=len(messages),
-        tools=[(t["function"]["name"], t["function"].get("parameters") or {})
-               for t in body.get("tools") or [] if t.get("type") == "function"],
+        tools=[
+            (t["function"]["name"], t["function"].get("parameters") or {})
+            for t in body.get("tools") or []
+            if t.get("type") == "function"
+        ],
         tool_choice=choice,
         parallel_tools=body.get("parallel_tool_calls") is not False,
         max_tokens=body.get("max_tokens") or body.get("max_completion_tokens"),
@@ -43,12 +48,18 @@ def ask(body: dict[str, Any]) -> Ask:
 
 
 def _usage(reply: Reply) -> dict[str, Any]:
-    return {"prompt_tokens": reply.prompt_tokens, "completion_tokens": reply.completion_tokens,
-            "total_tokens": reply.prompt_tokens + reply.completion_tokens}
+    return {
+        "prompt_tokens": reply.prompt_tokens,
+        "completion_tokens": reply.completion_tokens,
+        "total_tokens": reply.prompt_tokens + reply.completion_tokens,
+    }
 
 
 def _calls(reply: Reply) -> list[dict[str, Any]]:
-    return [{"id": i, "type": "function", "function": {"name": n, "arguments": a}} for i, n, a in reply.calls]
+    return [
+        {"id": i, "type": "function", "function": {"name": n, "arguments": a}}
+        for i, n, a in reply.calls
+    ]
 
 
 def render(reply: Reply, body: dict[str, Any], request_id: str) -> dict[str, Any]:
@@ -57,14 +68,25 @@ def render(reply: Reply, body: dict[str, Any], request_id: str) -> dict[str, Any
         message["tool_calls"] = _calls(reply)
     if reply.thinking:
         message["reasoning_content"] = reply.thinking
-    return {"id": request_id, "object": "chat.completion", "created": int(time.time()), "model": body.get("model"),
-            "choices": [{"index": 0, "message": message, "finish_reason": reply.finish, "logprobs": None}],
-            "usage": _usage(reply)}
+    return {
+        "id": request_id,
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": body.get("model"),
+        "choices": [
+            {"index": 0, "message": message, "finish_reason": reply.finish, "logprobs": None}
+        ],
+        "usage": _usage(reply),
+    }
 
 
 def events(reply: Reply, body: dict[str, Any], request_id: str) -> list[bytes]:
-    base = {"id": request_id, "object": "chat.completion.chunk", "created": int(time.time()),
-            "model": body.get("model")}
+    base = {
+        "id": request_id,
+        "object": "chat.completion.chunk",
+        "created": int(time.time()),
+        "model": body.get("model"),
+    }
 
     def event(delta: dict[str, Any], finish: str | None = None) -> bytes:
         chunk = {**base, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
@@ -79,7 +101,9 @@ def events(reply: Reply, body: dict[str, Any], request_id: str) -> list[bytes]:
         out += [event({"content": (" " if i else "") + t}) for i, t in enumerate(reply.tokens)]
     out.append(event({}, reply.finish))
     if (body.get("stream_options") or {}).get("include_usage"):
-        out.append(b"data: " + orjson.dumps({**base, "choices": [], "usage": _usage(reply)}) + b"\n\n")
+        out.append(
+            b"data: " + orjson.dumps({**base, "choices": [], "usage": _usage(reply)}) + b"\n\n"
+        )
     out.append(b"data: [DONE]\n\n")
     return out
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import random
 from collections import deque
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, fields
 from types import ModuleType
 from typing import Any
@@ -50,13 +51,17 @@ class Simulator:
         self.received: deque[dict[str, Any]] = deque(maxlen=200)
         self.rng = random.Random(seed)
 
-    def handler(self, protocol: ModuleType, *, streaming: bool | None = None):  # type: ignore[no-untyped-def]
+    def handler(
+        self, protocol: ModuleType, *, streaming: bool | None = None
+    ) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
         async def handle(request: web.Request) -> web.StreamResponse:
             return await self.serve(request, protocol, streaming)
 
         return handle
 
-    async def serve(self, request: web.Request, protocol: ModuleType, streaming: bool | None) -> web.StreamResponse:
+    async def serve(
+        self, request: web.Request, protocol: ModuleType, streaming: bool | None
+    ) -> web.StreamResponse:
         b = self.behaviour
         self.counters.requests += 1
         request_id = f"sim-{self.counters.requests}"
@@ -71,25 +76,34 @@ class Simulator:
         if b.fail_rate and self.rng.random() < b.fail_rate:
             self.counters.failed += 1
             headers = {"Retry-After": "1"} if b.status == 429 else None
-            return web.Response(body=orjson.dumps(protocol.error(b.status, f"{b.name} simulated failure")),
-                                status=b.status, content_type="application/json", headers=headers)
+            return web.Response(
+                body=orjson.dumps(protocol.error(b.status, f"{b.name} simulated failure")),
+                status=b.status,
+                content_type="application/json",
+                headers=headers,
+            )
         reply = answer(protocol.ask(body), b.name, b.max_reply_tokens)
         if stream:
             return await self._stream(request, protocol.events(reply, body, request_id))
         self.counters.completed += 1
-        return web.Response(body=orjson.dumps(protocol.render(reply, body, request_id)),
-                            content_type="application/json")
+        return web.Response(
+            body=orjson.dumps(protocol.render(reply, body, request_id)),
+            content_type="application/json",
+        )
 
     async def _stream(self, request: web.Request, pieces: list[bytes]) -> web.StreamResponse:
         b = self.behaviour
-        response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
+        response = web.StreamResponse(
+            headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+        )
         await response.prepare(request)
         try:
             if b.latency_ms:
                 await asyncio.sleep(b.latency_ms / 1000)
             for i, piece in enumerate(pieces):
                 if b.die_after_chunks is not None and i >= b.die_after_chunks + 1:
-                    request.transport.abort()  # type: ignore[union-attr]
+                    if request.transport is not None:
+                        request.transport.abort()
                     self.counters.failed += 1
                     return response
                 if b.tokens_per_second and i:
@@ -103,7 +117,9 @@ class Simulator:
         return response
 
     async def models(self, request: web.Request) -> web.Response:
-        return web.json_response({"object": "list", "data": [{"id": "mock-model", "object": "model"}]})
+        return web.json_response(
+            {"object": "list", "data": [{"id": "mock-model", "object": "model"}]}
+        )
 
     async def control(self, request: web.Request) -> web.Response:
         if request.method == "POST":
@@ -117,8 +133,13 @@ class Simulator:
                 if key not in names:
                     return web.json_response({"error": f"unknown setting {key}"}, status=400)
                 setattr(self.behaviour, key, value)
-        return web.json_response({"behaviour": asdict(self.behaviour), "counters": asdict(self.counters),
-                                  "received": list(self.received)})
+        return web.json_response(
+            {
+                "behaviour": asdict(self.behaviour),
+                "counters": asdict(self.counters),
+                "received": list(self.received),
+            }
+        )
 
 
 def create_simulator_app(behaviour: Behaviour, seed: int | None = None) -> web.Application:
@@ -126,8 +147,12 @@ def create_simulator_app(behaviour: Behaviour, seed: int | None = None) -> web.A
     app = web.Application(client_max_size=64 * 1024 * 1024)
     app.router.add_post("/v1/chat/completions", sim.handler(openai))
     app.router.add_post("/v1/messages", sim.handler(anthropic))
-    app.router.add_post("/v1beta/models/{model}:generateContent", sim.handler(gemini, streaming=False))
-    app.router.add_post("/v1beta/models/{model}:streamGenerateContent", sim.handler(gemini, streaming=True))
+    app.router.add_post(
+        "/v1beta/models/{model}:generateContent", sim.handler(gemini, streaming=False)
+    )
+    app.router.add_post(
+        "/v1beta/models/{model}:streamGenerateContent", sim.handler(gemini, streaming=True)
+    )
     app.router.add_get("/v1/models", sim.models)
     app.router.add_route("*", "/_sim", sim.control)
     app.router.add_post("/_sim/reset", sim.control)

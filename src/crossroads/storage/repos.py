@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from crossroads.schema.generation import GenerationRecord
 from crossroads.storage.tables import api_keys, generations
-from crossroads.telemetry.records import GenerationRecord
 
 
 class GenerationStore:
@@ -23,27 +23,28 @@ class GenerationStore:
                 await conn.execute(generations.insert(), [r.to_row() for r in records])
 
     async def get(self, generation_id: str) -> GenerationRecord | None:
+        query = generations.select().where(generations.c.id == generation_id)
         async with self._engine.connect() as conn:
-            row = (await conn.execute(generations.select().where(generations.c.id == generation_id))).first()
-        return GenerationRecord.from_row(row) if row else None
+            row = (await conn.execute(query)).first()
+        return GenerationRecord(**row._mapping) if row else None
 
-    async def spend_by_key(self, starts: dict[str, datetime]) -> dict[str, dict[str, float]]:
+    async def spend_by_key(self, starts: Mapping[str, datetime]) -> dict[str, dict[str, float]]:
         """USD spent per key: all time (`total`) and since each of `starts` (which has `daily`),
         and `free_requests_today`: the day's requests to `:free` models."""
         cost, at = generations.c.total_cost, generations.c.created_at
         columns = [sa.func.sum(cost).label("total")] + [
-            sa.func.sum(sa.case((at >= start, cost), else_=0.0)).label(name) for name, start in starts.items()
+            sa.func.sum(sa.case((at >= start, cost), else_=0.0)).label(name)
+            for name, start in starts.items()
         ]
         free_today = sa.and_(at >= starts["daily"], generations.c.model.like("%:free"))
         columns.append(sa.func.sum(sa.case((free_today, 1), else_=0)).label("free_requests_today"))
         query = sa.select(generations.c.api_key_hash, *columns).group_by(generations.c.api_key_hash)
         async with self._engine.connect() as conn:
             rows = (await conn.execute(query)).all()
-        return {r.api_key_hash: {k: float(v or 0) for k, v in r._mapping.items() if k != "api_key_hash"} for r in rows}
-
-    async def count(self) -> int:
-        async with self._engine.connect() as conn:
-            return int((await conn.execute(sa.select(sa.func.count()).select_from(generations))).scalar_one())
+        return {
+            r.api_key_hash: {k: float(v or 0) for k, v in r._mapping.items() if k != "api_key_hash"}
+            for r in rows
+        }
 
 
 class KeyStore:
@@ -55,8 +56,9 @@ class KeyStore:
             await conn.execute(api_keys.insert(), [row])
 
     async def update(self, key_hash: str, values: dict[str, Any]) -> None:
+        query = api_keys.update().where(api_keys.c.hash == key_hash).values(**values)
         async with self._engine.begin() as conn:
-            await conn.execute(api_keys.update().where(api_keys.c.hash == key_hash).values(**values))
+            await conn.execute(query)
 
     async def delete(self, key_hash: str) -> None:
         async with self._engine.begin() as conn:

@@ -12,7 +12,8 @@ metadata = sa.MetaData()
 api_keys = sa.Table(
     "api_keys",
     metadata,
-    sa.Column("hash", sa.String(64), primary_key=True),  # sha256 of the key; the key itself is never stored
+    # sha256 of the key; the key itself is never stored
+    sa.Column("hash", sa.String(64), primary_key=True),
     sa.Column("name", sa.String(200), nullable=False),
     sa.Column("label", sa.String(64), nullable=False),  # masked key for display
     sa.Column("is_management", sa.Boolean, nullable=False, default=False),
@@ -54,6 +55,7 @@ generations = sa.Table(
     sa.Column("user_agent", sa.String(500), nullable=True),
     sa.Column("external_user", sa.String(200), nullable=True),
     sa.Column("session_id", sa.String(256), nullable=True),
-    sa.Column("attempts", sa.JSON, nullable=False),  # one entry per provider tried, fallbacks included
+    # one entry per provider tried, fallbacks included
+    sa.Column("attempts", sa.JSON, nullable=False),
     sa.Column("error", sa.JSON, nullable=True),
 )

@@ -13,21 +13,30 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import OrderedDict
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
+from typing import Protocol
 
 import orjson
 
-from crossroads.storage.repos import GenerationStore
-from crossroads.telemetry.records import GenerationRecord
+from crossroads.schema.generation import GenerationRecord
 
 log = logging.getLogger("crossroads.recorder")
+
+
+class RecordStore(Protocol):
+    """Where the records go (`storage.GenerationStore`)."""
+
+    async def insert_many(self, records: Sequence[GenerationRecord]) -> None: ...
+
+    async def get(self, generation_id: str) -> GenerationRecord | None: ...
 
 
 class Recorder:
     def __init__(
         self,
-        store: GenerationStore,
+        store: RecordStore,
         *,
         interval: float = 0.25,
         batch_size: int = 500,
@@ -84,7 +93,9 @@ class Recorder:
             try:
                 await self.flush()
             except Exception:  # keep the batch; the next round retries it
-                log.exception("writing %d generation records failed; will retry", len(self._pending))
+                log.exception(
+                    "writing %d generation records failed; will retry", len(self._pending)
+                )
 
     async def close(self, retries: int = 3) -> None:
         self._closing = True
@@ -96,7 +107,9 @@ class Recorder:
                 await self.flush()
                 return
             except Exception:
-                log.exception("writing %d generation records at shutdown failed", len(self._pending))
+                log.exception(
+                    "writing %d generation records at shutdown failed", len(self._pending)
+                )
                 await asyncio.sleep(0.2 * 2**attempt)
         if self._spool is None:
             raise RuntimeError(f"{len(self._pending)} generation records could not be written")

@@ -19,6 +19,7 @@ PERFORMANCE_WINDOW = 30 * 60.0
 PREFERENCE_WINDOW = 5 * 60.0
 _DAY_MINUTES = 1440
 _MAX_SAMPLES = 4096
+_Figures = tuple[dict[str, float] | None, dict[str, float] | None]  # latency, throughput
 _PERCENTILES = (("p50", 0.50), ("p75", 0.75), ("p90", 0.90), ("p99", 0.99))
 
 
@@ -31,7 +32,7 @@ def percentiles(values: list[float]) -> dict[str, float] | None:
     return {name: ordered[min(last, int(q * len(ordered)))] for name, q in _PERCENTILES}
 
 
-def _bump(buckets: deque, key: int, index: int, limit: int) -> None:
+def _bump(buckets: deque[list[int]], key: int, index: int, limit: int) -> None:
     """Count one event in the bucket `key` (the newest), dropping buckets past `limit`."""
     if not buckets or buckets[-1][0] != key:
         buckets.append([key, 0, 0])
@@ -42,10 +43,16 @@ def _bump(buckets: deque, key: int, index: int, limit: int) -> None:
 
 @dataclass(slots=True)
 class EndpointStats:
-    samples: deque = field(default_factory=lambda: deque(maxlen=_MAX_SAMPLES))  # (t, latency ms, tokens/s)
-    seconds: deque = field(default_factory=deque)  # [second, ok, failed]: every attempt, for outages
-    minutes: deque = field(default_factory=deque)  # [minute, ok, failed]: rate limits excluded, for uptime
-    cache: dict = field(default_factory=dict)
+    samples: deque[tuple[float, float, float | None]] = field(
+        default_factory=lambda: deque(maxlen=_MAX_SAMPLES)
+    )  # (t, latency ms, tokens/s)
+    seconds: deque[list[int]] = field(
+        default_factory=deque
+    )  # [second, ok, failed]: every attempt, for outages
+    minutes: deque[list[int]] = field(
+        default_factory=deque
+    )  # [minute, ok, failed]: rate limits excluded, for uptime
+    cache: dict[tuple[float, int], _Figures] = field(default_factory=dict)
 
 
 class LiveStats:
@@ -91,7 +98,7 @@ class LiveStats:
                 ok, failed = ok + good, failed + bad
         return failed > 0 and failed >= ok
 
-    def _figures(self, endpoint_id: str, window: float) -> tuple[dict | None, dict | None]:
+    def _figures(self, endpoint_id: str, window: float) -> _Figures:
         stats = self._endpoints.get(endpoint_id)
         if stats is None:
             return None, None
@@ -108,16 +115,20 @@ class LiveStats:
             stats.cache[key] = cached
         return cached
 
-    def latency(self, endpoint_id: str, window: float = PERFORMANCE_WINDOW) -> dict[str, float] | None:
+    def latency(
+        self, endpoint_id: str, window: float = PERFORMANCE_WINDOW
+    ) -> dict[str, float] | None:
         """Time to first token, in milliseconds, as p50/p75/p90/p99."""
         return self._figures(endpoint_id, window)[0]
 
-    def throughput(self, endpoint_id: str, window: float = PERFORMANCE_WINDOW) -> dict[str, float] | None:
+    def throughput(
+        self, endpoint_id: str, window: float = PERFORMANCE_WINDOW
+    ) -> dict[str, float] | None:
         """Output tokens per second after the first token, as p50/p75/p90/p99."""
         return self._figures(endpoint_id, window)[1]
 
     def uptime(self, endpoint_id: str, window: float) -> float | None:
-        """Percent of attempts that succeeded in the window, by whole minutes (rate limits excluded)."""
+        """Percent of attempts that succeeded in the window, by whole minutes (not rate limits)."""
         stats = self._endpoints.get(endpoint_id)
         if stats is None:
             return None

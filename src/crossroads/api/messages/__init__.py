@@ -1,4 +1,4 @@
-"""POST /messages: the Anthropic Messages API over every model, for the `anthropic` SDK and its tools."""
+"""POST /messages: the Anthropic Messages API over every model, for the `anthropic` SDK."""
 
 from __future__ import annotations
 
@@ -9,10 +9,16 @@ from crossroads.api.inference import Dialect, serve_inference
 from crossroads.api.messages.request import messages_to_chat
 from crossroads.api.messages.response import error_body, render_message
 from crossroads.api.messages.stream import MessagesEncoder
+from crossroads.api.sse import SSEStream
 
-MESSAGES = Dialect(to_chat=messages_to_chat, render=render_message, encoder=MessagesEncoder,
-                   error_body=error_body, x_api_key=True)
+MESSAGES = Dialect(
+    to_chat=messages_to_chat,
+    render=render_message,
+    encoder=MessagesEncoder,
+    error_body=error_body,
+    x_api_key=True,
+)
 
 
-async def messages(request: Request) -> Response:
+async def messages(request: Request) -> Response | SSEStream:
     return await serve_inference(request, MESSAGES)

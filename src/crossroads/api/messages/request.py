@@ -50,8 +50,13 @@ def _part(block: dict[str, Any]) -> dict[str, Any] | None:
         if source.get("type") == "text":
             part = {"type": "text", "text": source.get("data", "")}
         else:
-            part = {"type": "file", "file": {"filename": block.get("title") or "document.pdf",
-                                             "file_data": _url(source)}}
+            part = {
+                "type": "file",
+                "file": {
+                    "filename": block.get("title") or "document.pdf",
+                    "file_data": _url(source),
+                },
+            }
     if part is not None and block.get("cache_control"):
         part["cache_control"] = block["cache_control"]
     return part
@@ -72,10 +77,16 @@ def _user_turn(content: str | list[dict[str, Any]]) -> list[dict[str, Any]]:
     for block in content:
         if block.get("type") == "tool_result":
             result = block.get("content")
-            text = result if isinstance(result, str) else [p for p in (_part(b) for b in result or []) if p]
+            text = (
+                result
+                if isinstance(result, str)
+                else [p for p in (_part(b) for b in result or []) if p]
+            )
             if block.get("is_error") and isinstance(text, str):
                 text = f"Error: {text}"
-            out.append({"role": "tool", "tool_call_id": block.get("tool_use_id"), "content": text or ""})
+            out.append(
+                {"role": "tool", "tool_call_id": block.get("tool_use_id"), "content": text or ""}
+            )
     if rest:
         out.append({"role": "user", "content": _parts(rest)})
     return out
@@ -90,14 +101,33 @@ def _assistant_turn(content: str | list[dict[str, Any]]) -> dict[str, Any]:
         if kind == "text":
             text.append(block.get("text", ""))
         elif kind == "tool_use":
-            calls.append({"id": block.get("id"), "type": "function", "function": {
-                "name": block.get("name"), "arguments": orjson.dumps(block.get("input") or {}).decode()}})
+            calls.append(
+                {
+                    "id": block.get("id"),
+                    "type": "function",
+                    "function": {
+                        "name": block.get("name"),
+                        "arguments": orjson.dumps(block.get("input") or {}).decode(),
+                    },
+                }
+            )
         elif kind == "thinking":
-            details.append({"type": "reasoning.text", "text": block.get("thinking", ""),
-                            "signature": block.get("signature"), "format": "anthropic-claude-v1"})
+            details.append(
+                {
+                    "type": "reasoning.text",
+                    "text": block.get("thinking", ""),
+                    "signature": block.get("signature"),
+                    "format": "anthropic-claude-v1",
+                }
+            )
         elif kind == "redacted_thinking":
-            details.append({"type": "reasoning.encrypted", "data": block.get("data", ""),
-                            "format": "anthropic-claude-v1"})
+            details.append(
+                {
+                    "type": "reasoning.encrypted",
+                    "data": block.get("data", ""),
+                    "format": "anthropic-claude-v1",
+                }
+            )
     message: dict[str, Any] = {"role": "assistant", "content": "".join(text) or None}
     if calls:
         message["tool_calls"] = calls
@@ -111,7 +141,7 @@ def _tool_choice(choice: dict[str, Any]) -> tuple[Any, bool | None]:
     kind = choice.get("type")
     if kind == "tool":
         return {"type": "function", "function": {"name": choice.get("name")}}, parallel
-    return {"any": "required", "none": "none"}.get(kind, "auto"), parallel
+    return {"any": "required", "none": "none"}.get(str(kind), "auto"), parallel
 
 
 def messages_to_chat(raw: Any) -> dict[str, Any]:
@@ -126,8 +156,12 @@ def messages_to_chat(raw: Any) -> dict[str, Any]:
             messages += _user_turn(m["content"])
         else:
             messages.append(_assistant_turn(m["content"]))
-    chat: dict[str, Any] = {"model": request.model, "messages": messages, "max_tokens": request.max_tokens,
-                            "stream": request.stream}
+    chat: dict[str, Any] = {
+        "model": request.model,
+        "messages": messages,
+        "max_tokens": request.max_tokens,
+        "stream": request.stream,
+    }
     chat.update({k: raw[k] for k in _EXTRAS if raw.get(k) is not None})
     if request.fallbacks:
         chat["models"] = [f.model for f in request.fallbacks]
@@ -145,12 +179,23 @@ def messages_to_chat(raw: Any) -> dict[str, Any]:
         chat["reasoning"] = {"enabled": False}
     output_format = raw.get("output_format") or {}
     if output_format.get("type") == "json_schema":
-        chat["response_format"] = {"type": "json_schema", "json_schema": {"name": "output",
-                                                                          "schema": output_format.get("schema")}}
+        chat["response_format"] = {
+            "type": "json_schema",
+            "json_schema": {"name": "output", "schema": output_format.get("schema")},
+        }
     if raw.get("tools"):
-        chat["tools"] = [{"type": "function", "function": {"name": t["name"], "description": t.get("description"),
-                                                           "parameters": t.get("input_schema")}}
-                         for t in raw["tools"] if "name" in t]
+        chat["tools"] = [
+            {
+                "type": "function",
+                "function": {
+                    "name": t["name"],
+                    "description": t.get("description"),
+                    "parameters": t.get("input_schema"),
+                },
+            }
+            for t in raw["tools"]
+            if "name" in t
+        ]
     if raw.get("tool_choice"):
         chat["tool_choice"], parallel = _tool_choice(raw["tool_choice"])
         if parallel is not None:

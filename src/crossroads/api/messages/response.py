@@ -1,12 +1,11 @@
-"""The internal chat completion -> an Anthropic Messages response; errors in Anthropic's envelope."""
+"""The internal chat completion -> an Anthropic Messages response; errors in its envelope."""
 
 from __future__ import annotations
 
 from typing import Any
 
-import orjson
-
 from crossroads.errors import GatewayError
+from crossroads.providers.wire import parse_tool_arguments
 
 _ERROR_TYPES = {
     "authentication": "authentication_error",
@@ -27,22 +26,36 @@ def stop_reason(finish: str | None, native: str | None) -> str | None:
         return None
     if finish == "stop":
         return "stop_sequence" if native == "stop_sequence" else "end_turn"
-    return {"length": "max_tokens", "tool_calls": "tool_use", "content_filter": "refusal"}.get(finish, "end_turn")
+    return {"length": "max_tokens", "tool_calls": "tool_use", "content_filter": "refusal"}.get(
+        finish, "end_turn"
+    )
 
 
-def usage(chat_usage: dict[str, Any]) -> dict[str, Any]:
+def anthropic_usage(chat_usage: dict[str, Any]) -> dict[str, Any]:
     details = chat_usage.get("prompt_tokens_details") or {}
-    read, written = int(details.get("cached_tokens") or 0), int(details.get("cache_write_tokens") or 0)
-    return {"input_tokens": int(chat_usage.get("prompt_tokens") or 0) - read - written,
-            "output_tokens": int(chat_usage.get("completion_tokens") or 0),
-            "cache_read_input_tokens": read, "cache_creation_input_tokens": written}
+    read, written = (
+        int(details.get("cached_tokens") or 0),
+        int(details.get("cache_write_tokens") or 0),
+    )
+    return {
+        "input_tokens": int(chat_usage.get("prompt_tokens") or 0) - read - written,
+        "output_tokens": int(chat_usage.get("completion_tokens") or 0),
+        "cache_read_input_tokens": read,
+        "cache_creation_input_tokens": written,
+    }
 
 
 def thinking_blocks(details: list[dict[str, Any]]) -> list[dict[str, Any]]:
     blocks = []
     for d in details:
         if d.get("type") == "reasoning.text":
-            blocks.append({"type": "thinking", "thinking": d.get("text") or "", "signature": d.get("signature") or ""})
+            blocks.append(
+                {
+                    "type": "thinking",
+                    "thinking": d.get("text") or "",
+                    "signature": d.get("signature") or "",
+                }
+            )
         elif d.get("type") == "reasoning.encrypted":
             blocks.append({"type": "redacted_thinking", "data": d.get("data") or ""})
     return blocks
@@ -58,11 +71,10 @@ def render_message(completion: dict[str, Any], request: dict[str, Any]) -> dict[
         content.append({"type": "text", "text": message["content"]})
     for call in message.get("tool_calls") or []:
         fn = call.get("function") or {}
-        try:
-            arguments = orjson.loads(fn.get("arguments") or "{}")
-        except orjson.JSONDecodeError:
-            arguments = {}
-        content.append({"type": "tool_use", "id": call.get("id"), "name": fn.get("name"), "input": arguments})
+        arguments = parse_tool_arguments(fn.get("arguments"))
+        content.append(
+            {"type": "tool_use", "id": call.get("id"), "name": fn.get("name"), "input": arguments}
+        )
     return {
         "id": completion["id"],
         "type": "message",
@@ -71,12 +83,20 @@ def render_message(completion: dict[str, Any], request: dict[str, Any]) -> dict[
         "content": content,
         "stop_reason": stop_reason(choice.get("finish_reason"), choice.get("native_finish_reason")),
         "stop_sequence": None,
-        "usage": usage(completion.get("usage") or {}),
+        "usage": anthropic_usage(completion.get("usage") or {}),
         "provider": completion.get("provider"),
     }
 
 
 def error_body(error: GatewayError) -> dict[str, Any]:
     kind = _ERROR_TYPES.get(error.error_type, "api_error")
-    return {"type": "error", "error": {"type": kind, "message": error.message, "error_type": error.error_type,
-                                       "metadata": error.metadata}, "request_id": None}
+    return {
+        "type": "error",
+        "error": {
+            "type": kind,
+            "message": error.message,
+            "error_type": error.error_type,
+            "metadata": error.metadata,
+        },
+        "request_id": None,
+    }

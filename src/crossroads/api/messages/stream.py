@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from crossroads.api.messages.response import error_body, stop_reason, usage
+from crossroads.api.messages.response import anthropic_usage, error_body, stop_reason
 from crossroads.api.sse import named_event
 from crossroads.errors import GatewayError
-from crossroads.routing.executor import RequestContext
+from crossroads.routing.context import RequestContext
 
 
 class MessagesEncoder:
@@ -31,56 +31,80 @@ class MessagesEncoder:
         out = self._close_block()
         self.index += 1
         self.block = (kind, key)
-        return out + named_event("content_block_start", {"type": "content_block_start", "index": self.index,
-                                                         "content_block": block})
+        return out + named_event(
+            "content_block_start",
+            {"type": "content_block_start", "index": self.index, "content_block": block},
+        )
 
     def _close_block(self) -> bytes:
         if self.block is None:
             return b""
         self.block = None
-        return named_event("content_block_stop", {"type": "content_block_stop", "index": self.index})
+        return named_event(
+            "content_block_stop", {"type": "content_block_stop", "index": self.index}
+        )
 
     def _delta(self, delta: dict[str, Any]) -> bytes:
-        return named_event("content_block_delta", {"type": "content_block_delta", "index": self.index,
-                                                   "delta": delta})
+        return named_event(
+            "content_block_delta",
+            {"type": "content_block_delta", "index": self.index, "delta": delta},
+        )
 
     def _start(self, chunk: dict[str, Any]) -> bytes:
         self.started = True
         self.model = chunk.get("model") or self.model
-        message = {"id": self.ctx.generation_id, "type": "message", "role": "assistant", "model": self.model,
-                   "content": [], "stop_reason": None, "stop_sequence": None,
-                   "usage": {"input_tokens": 0, "output_tokens": 0}}
+        message: dict[str, Any] = {
+            "id": self.ctx.generation_id,
+            "type": "message",
+            "role": "assistant",
+            "model": self.model,
+            "content": [],
+            "stop_reason": None,
+            "stop_sequence": None,
+            "usage": {"input_tokens": 0, "output_tokens": 0},
+        }
         return named_event("message_start", {"type": "message_start", "message": message})
 
     def event(self, chunk: dict[str, Any]) -> bytes:
-        if chunk.get("error"):
-            return self.failure(GatewayError(chunk["error"].get("code") or 502, chunk["error"].get("message", ""),
-                                             metadata=chunk["error"].get("metadata")))
         out = b"" if self.started else self._start(chunk)
         for choice in chunk.get("choices") or []:
             delta = choice.get("delta") or {}
             for detail in delta.get("reasoning_details") or []:
                 if detail.get("type") == "reasoning.encrypted":
-                    out += self._open("redacted", detail.get("index"), {"type": "redacted_thinking",
-                                                                        "data": detail.get("data", "")})
+                    out += self._open(
+                        "redacted",
+                        detail.get("index"),
+                        {"type": "redacted_thinking", "data": detail.get("data", "")},
+                    )
                 elif detail.get("type") == "reasoning.text":
-                    out += self._open("thinking", 0, {"type": "thinking", "thinking": "", "signature": ""})
+                    out += self._open(
+                        "thinking", 0, {"type": "thinking", "thinking": "", "signature": ""}
+                    )
                     if detail.get("text"):
                         out += self._delta({"type": "thinking_delta", "thinking": detail["text"]})
                     if detail.get("signature"):
-                        out += self._delta({"type": "signature_delta", "signature": detail["signature"]})
+                        out += self._delta(
+                            {"type": "signature_delta", "signature": detail["signature"]}
+                        )
             if delta.get("reasoning") and not delta.get("reasoning_details"):
-                out += self._open("thinking", 0, {"type": "thinking", "thinking": "", "signature": ""})
+                out += self._open(
+                    "thinking", 0, {"type": "thinking", "thinking": "", "signature": ""}
+                )
                 out += self._delta({"type": "thinking_delta", "thinking": delta["reasoning"]})
             if delta.get("content"):
                 out += self._open("text", 0, {"type": "text", "text": ""})
                 out += self._delta({"type": "text_delta", "text": delta["content"]})
             for call in delta.get("tool_calls") or []:
                 fn = call.get("function") or {}
-                out += self._open("tool", call.get("index", 0), {"type": "tool_use", "id": call.get("id"),
-                                                                 "name": fn.get("name"), "input": {}})
+                out += self._open(
+                    "tool",
+                    call.get("index", 0),
+                    {"type": "tool_use", "id": call.get("id"), "name": fn.get("name"), "input": {}},
+                )
                 if fn.get("arguments"):
-                    out += self._delta({"type": "input_json_delta", "partial_json": fn["arguments"]})
+                    out += self._delta(
+                        {"type": "input_json_delta", "partial_json": fn["arguments"]}
+                    )
             if choice.get("finish_reason"):
                 self.stop = stop_reason(choice["finish_reason"], choice.get("native_finish_reason"))
         if chunk.get("usage"):
@@ -89,18 +113,21 @@ class MessagesEncoder:
 
     def _finish(self, chat_usage: dict[str, Any]) -> bytes:
         self.done = True
-        return (self._close_block()
-                + named_event("message_delta", {"type": "message_delta",
-                                                "delta": {"stop_reason": self.stop or "end_turn",
-                                                          "stop_sequence": None},
-                                                "usage": usage(chat_usage)})
-                + named_event("message_stop", {"type": "message_stop"}))
+        return (
+            self._close_block()
+            + named_event(
+                "message_delta",
+                {
+                    "type": "message_delta",
+                    "delta": {"stop_reason": self.stop or "end_turn", "stop_sequence": None},
+                    "usage": anthropic_usage(chat_usage),
+                },
+            )
+            + named_event("message_stop", {"type": "message_stop"})
+        )
 
     def close(self) -> bytes:
         return b"" if self.done else self._finish({})
 
     def failure(self, error: GatewayError) -> bytes:
         return named_event("error", error_body(error))
-
-    def error_body(self, error: GatewayError) -> dict[str, Any]:
-        return error_body(error)

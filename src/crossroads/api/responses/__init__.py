@@ -9,10 +9,15 @@ from crossroads.api.inference import Dialect, serve_inference
 from crossroads.api.responses.request import responses_to_chat
 from crossroads.api.responses.response import error_body, render_response
 from crossroads.api.responses.stream import ResponsesEncoder
+from crossroads.api.sse import SSEStream
 
-RESPONSES = Dialect(to_chat=responses_to_chat, render=render_response, encoder=ResponsesEncoder,
-                    error_body=error_body)
+RESPONSES = Dialect(
+    to_chat=responses_to_chat,
+    render=render_response,
+    encoder=ResponsesEncoder,
+    error_body=error_body,
+)
 
 
-async def responses(request: Request) -> Response:
+async def responses(request: Request) -> Response | SSEStream:
     return await serve_inference(request, RESPONSES)

@@ -6,8 +6,21 @@ from typing import Any
 
 from crossroads.errors import GatewayError
 
-_EXTRAS = ("models", "provider", "plugins", "session_id", "trace", "prompt_cache_key", "parallel_tool_calls",
-           "temperature", "top_p", "top_k", "top_logprobs", "service_tier", "stream")
+_EXTRAS = (
+    "models",
+    "provider",
+    "plugins",
+    "session_id",
+    "trace",
+    "prompt_cache_key",
+    "parallel_tool_calls",
+    "temperature",
+    "top_p",
+    "top_k",
+    "top_logprobs",
+    "service_tier",
+    "stream",
+)
 
 
 def _part(part: dict[str, Any]) -> dict[str, Any] | None:
@@ -21,7 +34,11 @@ def _part(part: dict[str, Any]) -> dict[str, Any] | None:
         return {"type": "image_url", "image_url": image}
     if kind == "input_file":
         data = part.get("file_data") or part.get("file_url")
-        return {"type": "file", "file": {"filename": part.get("filename"), "file_data": data}} if data else None
+        return (
+            {"type": "file", "file": {"filename": part.get("filename"), "file_data": data}}
+            if data
+            else None
+        )
     return None
 
 
@@ -47,8 +64,15 @@ def _items(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
             role = item.get("role")
             if role == "assistant":
                 content = item.get("content")
-                text = content if isinstance(content, str) else "".join(
-                    p.get("text", "") for p in content or [] if p.get("type") in ("output_text", "text"))
+                text = (
+                    content
+                    if isinstance(content, str)
+                    else "".join(
+                        p.get("text", "")
+                        for p in content or []
+                        if p.get("type") in ("output_text", "text")
+                    )
+                )
                 target = _assistant(messages)
                 target["content"] = (target.get("content") or "") + text
             elif role in ("user", "system", "developer"):
@@ -56,19 +80,42 @@ def _items(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
             else:
                 raise GatewayError(400, f"Unknown message role {role!r} in input")
         elif kind == "function_call":
-            _assistant(messages).setdefault("tool_calls", []).append({
-                "id": item.get("call_id"), "type": "function",
-                "function": {"name": item.get("name"), "arguments": item.get("arguments") or "{}"}})
+            _assistant(messages).setdefault("tool_calls", []).append(
+                {
+                    "id": item.get("call_id"),
+                    "type": "function",
+                    "function": {
+                        "name": item.get("name"),
+                        "arguments": item.get("arguments") or "{}",
+                    },
+                }
+            )
         elif kind == "function_call_output":
             output = item.get("output")
-            messages.append({"role": "tool", "tool_call_id": item.get("call_id"),
-                             "content": output if isinstance(output, str) else _content(output)})
+            messages.append(
+                {
+                    "role": "tool",
+                    "tool_call_id": item.get("call_id"),
+                    "content": output if isinstance(output, str) else _content(output),
+                }
+            )
         elif kind == "reasoning":
-            details = [{"type": "reasoning.summary", "summary": s.get("text", ""), "format": "openai-responses-v1"}
-                       for s in item.get("summary") or []]
+            details = [
+                {
+                    "type": "reasoning.summary",
+                    "summary": s.get("text", ""),
+                    "format": "openai-responses-v1",
+                }
+                for s in item.get("summary") or []
+            ]
             if item.get("encrypted_content"):
-                details.append({"type": "reasoning.encrypted", "data": item["encrypted_content"],
-                                "format": "openai-responses-v1"})
+                details.append(
+                    {
+                        "type": "reasoning.encrypted",
+                        "data": item["encrypted_content"],
+                        "format": "openai-responses-v1",
+                    }
+                )
             _assistant(messages).setdefault("reasoning_details", []).extend(details)
         else:
             raise GatewayError(400, f"Input items of type {kind!r} are not supported")
@@ -87,7 +134,9 @@ def responses_to_chat(raw: Any) -> dict[str, Any]:
     if raw.get("store") is True:
         raise GatewayError(400, "'store' must be false: this Responses API is stateless")
     if raw.get("previous_response_id"):
-        raise GatewayError(400, "'previous_response_id' is not supported: send the whole conversation in 'input'")
+        raise GatewayError(
+            400, "'previous_response_id' is not supported: send the whole conversation in 'input'"
+        )
     source = raw.get("input")
     if source is None or (not isinstance(source, str) and not isinstance(source, list)):
         raise GatewayError(400, "'input' is required: a string or a list of items")
@@ -101,17 +150,36 @@ def responses_to_chat(raw: Any) -> dict[str, Any]:
     if raw.get("safety_identifier") or raw.get("user"):
         chat["user"] = raw.get("safety_identifier") or raw.get("user")
     if raw.get("reasoning"):
-        chat["reasoning"] = {k: v for k, v in raw["reasoning"].items() if k in ("effort", "max_tokens", "exclude",
-                                                                                 "enabled", "summary")}
+        chat["reasoning"] = {
+            k: v
+            for k, v in raw["reasoning"].items()
+            if k in ("effort", "max_tokens", "exclude", "enabled", "summary")
+        }
     fmt = (raw.get("text") or {}).get("format") or {}
     if fmt.get("type") == "json_schema":
-        chat["response_format"] = {"type": "json_schema", "json_schema": {
-            "name": fmt.get("name") or "output", "schema": fmt.get("schema"), "strict": fmt.get("strict")}}
+        chat["response_format"] = {
+            "type": "json_schema",
+            "json_schema": {
+                "name": fmt.get("name") or "output",
+                "schema": fmt.get("schema"),
+                "strict": fmt.get("strict"),
+            },
+        }
     elif fmt.get("type") == "json_object":
         chat["response_format"] = {"type": "json_object"}
-    tools = [{"type": "function", "function": {"name": t["name"], "description": t.get("description"),
-                                               "parameters": t.get("parameters"), "strict": t.get("strict")}}
-             for t in raw.get("tools") or [] if t.get("type") == "function" and t.get("name")]
+    tools = [
+        {
+            "type": "function",
+            "function": {
+                "name": t["name"],
+                "description": t.get("description"),
+                "parameters": t.get("parameters"),
+                "strict": t.get("strict"),
+            },
+        }
+        for t in raw.get("tools") or []
+        if t.get("type") == "function" and t.get("name")
+    ]
     if tools:
         chat["tools"] = tools
     if raw.get("tool_choice") is not None:

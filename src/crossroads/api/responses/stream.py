@@ -14,12 +14,12 @@ from crossroads.api.responses.response import (
     finish,
     message_item,
     reasoning_item,
+    responses_usage,
     skeleton,
-    usage,
 )
 from crossroads.api.sse import named_event
 from crossroads.errors import GatewayError
-from crossroads.routing.executor import RequestContext
+from crossroads.routing.context import RequestContext
 
 
 class ResponsesEncoder:
@@ -42,16 +42,22 @@ class ResponsesEncoder:
             return b"", slot
         slot = self.open[key] = {"index": len(self.response["output"]), "item": item, "text": ""}
         self.response["output"].append(item)
-        out = self._event("response.output_item.added", output_index=slot["index"], item={**item,
-                                                                                          "status": "in_progress"})
+        out = self._event(
+            "response.output_item.added",
+            output_index=slot["index"],
+            item={**item, "status": "in_progress"},
+        )
         if item["type"] == "message":
-            out += self._event("response.content_part.added", item_id=item["id"], output_index=slot["index"],
-                               content_index=0, part={"type": "output_text", "text": "", "annotations": []})
+            out += self._event(
+                "response.content_part.added",
+                item_id=item["id"],
+                output_index=slot["index"],
+                content_index=0,
+                part={"type": "output_text", "text": "", "annotations": []},
+            )
         return out, slot
 
     def event(self, chunk: dict[str, Any]) -> bytes:
-        if chunk.get("error"):
-            return self.failure(GatewayError(chunk["error"].get("code") or 502, chunk["error"].get("message", "")))
         out = b""
         if not self.started:
             self.started = True
@@ -64,25 +70,39 @@ class ResponsesEncoder:
             if delta.get("reasoning"):
                 added, slot = self._item("reasoning", reasoning_item(f"rs_{rid}", "", []))
                 slot["text"] += delta["reasoning"]
-                out += added + self._event("response.reasoning_text.delta", item_id=slot["item"]["id"],
-                                           output_index=slot["index"], content_index=0, delta=delta["reasoning"])
+                out += added + self._event(
+                    "response.reasoning_text.delta",
+                    item_id=slot["item"]["id"],
+                    output_index=slot["index"],
+                    content_index=0,
+                    delta=delta["reasoning"],
+                )
             if delta.get("reasoning_details"):
                 _, slot = self._item("reasoning", reasoning_item(f"rs_{rid}", "", []))
                 slot.setdefault("details", []).extend(delta["reasoning_details"])
             if delta.get("content"):
                 added, slot = self._item("message", message_item(f"msg_{rid}", ""))
                 slot["text"] += delta["content"]
-                out += added + self._event("response.output_text.delta", item_id=slot["item"]["id"],
-                                           output_index=slot["index"], content_index=0, delta=delta["content"],
-                                           logprobs=[])
+                out += added + self._event(
+                    "response.output_text.delta",
+                    item_id=slot["item"]["id"],
+                    output_index=slot["index"],
+                    content_index=0,
+                    delta=delta["content"],
+                    logprobs=[],
+                )
             for call in delta.get("tool_calls") or []:
                 key = f"call-{call.get('index', 0)}"
                 fn = call.get("function") or {}
                 added, slot = self._item(key, call_item(f"fc_{rid}_{call.get('index', 0)}", call))
                 slot["text"] += fn.get("arguments") or ""
                 if fn.get("arguments"):
-                    added += self._event("response.function_call_arguments.delta", item_id=slot["item"]["id"],
-                                         output_index=slot["index"], delta=fn["arguments"])
+                    added += self._event(
+                        "response.function_call_arguments.delta",
+                        item_id=slot["item"]["id"],
+                        output_index=slot["index"],
+                        delta=fn["arguments"],
+                    )
                 out += added
             if choice.get("finish_reason"):
                 self.finish_reason = choice["finish_reason"]
@@ -96,20 +116,40 @@ class ResponsesEncoder:
             item, index, text = slot["item"], slot["index"], slot["text"]
             if item["type"] == "message":
                 item["content"][0]["text"] = text
-                out += self._event("response.output_text.done", item_id=item["id"], output_index=index,
-                                   content_index=0, text=text, logprobs=[])
-                out += self._event("response.content_part.done", item_id=item["id"], output_index=index,
-                                   content_index=0, part=item["content"][0])
+                out += self._event(
+                    "response.output_text.done",
+                    item_id=item["id"],
+                    output_index=index,
+                    content_index=0,
+                    text=text,
+                    logprobs=[],
+                )
+                out += self._event(
+                    "response.content_part.done",
+                    item_id=item["id"],
+                    output_index=index,
+                    content_index=0,
+                    part=item["content"][0],
+                )
             elif item["type"] == "function_call":
                 item["arguments"] = text
-                out += self._event("response.function_call_arguments.done", item_id=item["id"], output_index=index,
-                                   arguments=text)
+                out += self._event(
+                    "response.function_call_arguments.done",
+                    item_id=item["id"],
+                    output_index=index,
+                    arguments=text,
+                )
             else:
                 final = reasoning_item(item["id"], text, slot.get("details") or [])
                 item.update(final)
                 if text:
-                    out += self._event("response.reasoning_text.done", item_id=item["id"], output_index=index,
-                                       content_index=0, text=text)
+                    out += self._event(
+                        "response.reasoning_text.done",
+                        item_id=item["id"],
+                        output_index=index,
+                        content_index=0,
+                        text=text,
+                    )
             self.response["output"][index] = item
             out += self._event("response.output_item.done", output_index=index, item=item)
         self.open.clear()
@@ -118,9 +158,13 @@ class ResponsesEncoder:
     def _complete(self, chat_usage: dict[str, Any]) -> bytes:
         self.done = True
         out = self._close_items()
-        self.response["usage"] = usage(chat_usage)
+        self.response["usage"] = responses_usage(chat_usage)
         finish(self.response, self.finish_reason)
-        kind = "response.completed" if self.response["status"] == "completed" else "response.incomplete"
+        kind = (
+            "response.completed"
+            if self.response["status"] == "completed"
+            else "response.incomplete"
+        )
         return out + self._event(kind, response=self.response)
 
     def close(self) -> bytes:
@@ -128,8 +172,7 @@ class ResponsesEncoder:
 
     def failure(self, error: GatewayError) -> bytes:
         self.done = True
-        self.response.update(status="failed", error={"code": error.error_type, "message": error.message})
+        self.response.update(
+            status="failed", error={"code": error.error_type, "message": error.message}
+        )
         return self._event("response.failed", response=self.response)
-
-    def error_body(self, error: GatewayError) -> dict[str, Any]:
-        return error.envelope()

@@ -21,7 +21,11 @@ class AnthropicAdapter:
         self, body: dict[str, Any], endpoint: Endpoint, provider: Provider, *, stream: bool
     ) -> UpstreamRequest:
         payload, betas = to_anthropic_body(body, endpoint, stream=stream)
-        headers = {"Content-Type": "application/json", "anthropic-version": API_VERSION, **provider.quirks.headers}
+        headers = {
+            "Content-Type": "application/json",
+            "anthropic-version": API_VERSION,
+            **provider.quirks.headers,
+        }
         if provider.api_key:
             headers["x-api-key"] = provider.api_key
         if betas:
@@ -37,5 +41,7 @@ class AnthropicAdapter:
 
     def error_message(self, payload: Any) -> str:
         if isinstance(payload, dict) and isinstance(payload.get("error"), dict):
-            return str(payload["error"].get("message") or payload["error"].get("type") or "upstream error")
+            return str(
+                payload["error"].get("message") or payload["error"].get("type") or "upstream error"
+            )
         return "upstream error"

@@ -9,15 +9,18 @@ blocks again, so multi-turn tool use with thinking works.
 
 from __future__ import annotations
 
-import hashlib
 from typing import Any
-
-import orjson
 
 from crossroads.providers.reasoning import (
     ANTHROPIC_MAX_BUDGET,
     ANTHROPIC_MIN_BUDGET,
     resolve_reasoning,
+)
+from crossroads.providers.wire import (
+    append_turn,
+    hash_user_id,
+    parse_tool_arguments,
+    split_data_url,
 )
 from crossroads.schema.catalog import Endpoint
 
@@ -25,16 +28,8 @@ DEFAULT_MAX_TOKENS = 4096
 STRUCTURED_OUTPUTS_BETA = "structured-outputs-2025-11-13"
 
 
-def _data_url(url: str) -> tuple[str, str] | None:
-    """(media type, base64 data) of a `data:` URL."""
-    if not url.startswith("data:") or ";base64," not in url:
-        return None
-    head, data = url[5:].split(";base64,", 1)
-    return head or "application/octet-stream", data
-
-
 def _source(url: str) -> dict[str, Any]:
-    inline = _data_url(url)
+    inline = split_data_url(url, "application/octet-stream")
     if inline:
         return {"type": "base64", "media_type": inline[0], "data": inline[1]}
     return {"type": "url", "url": url}
@@ -74,7 +69,13 @@ def _thinking_blocks(message: dict[str, Any]) -> list[dict[str, Any]]:
     blocks = []
     for detail in message.get("reasoning_details") or []:
         if detail.get("type") == "reasoning.text" and detail.get("signature"):
-            blocks.append({"type": "thinking", "thinking": detail.get("text") or "", "signature": detail["signature"]})
+            blocks.append(
+                {
+                    "type": "thinking",
+                    "thinking": detail.get("text") or "",
+                    "signature": detail["signature"],
+                }
+            )
         elif detail.get("type") == "reasoning.encrypted" and detail.get("data"):
             blocks.append({"type": "redacted_thinking", "data": detail["data"]})
     return blocks
@@ -84,24 +85,20 @@ def _tool_uses(calls: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
     out = []
     for call in calls or []:
         fn = call.get("function") or {}
-        try:
-            arguments = orjson.loads(fn.get("arguments") or "{}")
-        except orjson.JSONDecodeError:
-            arguments = {"_raw": fn.get("arguments")}
-        out.append({"type": "tool_use", "id": call.get("id"), "name": fn.get("name"), "input": arguments})
+        arguments = parse_tool_arguments(fn.get("arguments"))
+        out.append(
+            {"type": "tool_use", "id": call.get("id"), "name": fn.get("name"), "input": arguments}
+        )
     return out
 
 
 def _append(messages: list[dict[str, Any]], role: str, blocks: list[dict[str, Any]]) -> None:
-    if not blocks:
-        return
-    if messages and messages[-1]["role"] == role:
-        messages[-1]["content"].extend(blocks)
-    else:
-        messages.append({"role": role, "content": blocks})
+    append_turn(messages, role, blocks, items_key="content")
 
 
-def _messages(chat_messages: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def _messages(
+    chat_messages: list[dict[str, Any]],
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     system: list[dict[str, Any]] = []
     messages: list[dict[str, Any]] = []
     for m in chat_messages:
@@ -111,13 +108,18 @@ def _messages(chat_messages: list[dict[str, Any]]) -> tuple[list[dict[str, Any]]
         elif role == "user":
             _append(messages, "user", _blocks(m.get("content")))
         elif role == "assistant":
-            blocks = _thinking_blocks(m) + _blocks(m.get("content")) + _tool_uses(m.get("tool_calls"))
+            blocks = (
+                _thinking_blocks(m) + _blocks(m.get("content")) + _tool_uses(m.get("tool_calls"))
+            )
             _append(messages, "assistant", blocks)
         elif role == "tool":
             content = m.get("content")
             result = content if isinstance(content, str) else _blocks(content)
-            _append(messages, "user", [{"type": "tool_result", "tool_use_id": m.get("tool_call_id"),
-                                        "content": result}])
+            _append(
+                messages,
+                "user",
+                [{"type": "tool_result", "tool_use_id": m.get("tool_call_id"), "content": result}],
+            )
     return system, messages
 
 
@@ -127,7 +129,10 @@ def _tools(tools: list[dict[str, Any]]) -> list[dict[str, Any]]:
         fn = tool.get("function")
         if tool.get("type") != "function" or not fn:
             continue
-        entry = {"name": fn["name"], "input_schema": fn.get("parameters") or {"type": "object", "properties": {}}}
+        entry = {
+            "name": fn["name"],
+            "input_schema": fn.get("parameters") or {"type": "object", "properties": {}},
+        }
         if fn.get("description"):
             entry["description"] = fn["description"]
         if tool.get("cache_control"):
@@ -152,18 +157,28 @@ def _tool_choice(choice: Any, parallel: bool | None) -> dict[str, Any] | None:
     return out
 
 
-def _mark_last_block_cacheable(messages: list[dict[str, Any]], cache_control: dict[str, Any]) -> None:
+def _mark_last_block_cacheable(
+    messages: list[dict[str, Any]], cache_control: dict[str, Any]
+) -> None:
     """Top-level `cache_control`: the breakpoint goes on the last block of the conversation."""
     if messages and messages[-1]["content"]:
         messages[-1]["content"][-1].setdefault("cache_control", cache_control)
 
 
-def to_anthropic_body(body: dict[str, Any], endpoint: Endpoint, *, stream: bool) -> tuple[dict[str, Any], list[str]]:
+def to_anthropic_body(
+    body: dict[str, Any], endpoint: Endpoint, *, stream: bool
+) -> tuple[dict[str, Any], list[str]]:
     """The Messages API body, and the `anthropic-beta` features it needs."""
     system, messages = _messages(body.get("messages") or [])
     limit = body.get("max_completion_tokens") or body.get("max_tokens")
-    limit = limit or min(endpoint.max_completion_tokens or DEFAULT_MAX_TOKENS, DEFAULT_MAX_TOKENS * 4)
-    out: dict[str, Any] = {"model": endpoint.upstream_model, "messages": messages, "max_tokens": limit}
+    limit = limit or min(
+        endpoint.max_completion_tokens or DEFAULT_MAX_TOKENS, DEFAULT_MAX_TOKENS * 4
+    )
+    out: dict[str, Any] = {
+        "model": endpoint.upstream_model,
+        "messages": messages,
+        "max_tokens": limit,
+    }
     betas: list[str] = []
     if system:
         out["system"] = system
@@ -179,7 +194,7 @@ def to_anthropic_body(body: dict[str, Any], endpoint: Endpoint, *, stream: bool)
     if choice and (out.get("tools") or choice["type"] == "none"):
         out["tool_choice"] = choice
     if body.get("user"):
-        out["metadata"] = {"user_id": hashlib.sha256(str(body["user"]).encode()).hexdigest()[:32]}
+        out["metadata"] = {"user_id": hash_user_id(body["user"])}
     response_format = body.get("response_format") or {}
     if response_format.get("type") == "json_schema":
         schema = (response_format.get("json_schema") or {}).get("schema") or {"type": "object"}

@@ -23,8 +23,12 @@ class GeminiAdapter:
         headers = {"Content-Type": "application/json", **provider.quirks.headers}
         if provider.api_key:
             headers["x-goog-api-key"] = provider.api_key
-        return UpstreamRequest(url=url, headers=headers, body=orjson.dumps(to_gemini_body(body, endpoint)),
-                               stream=stream)
+        return UpstreamRequest(
+            url=url,
+            headers=headers,
+            body=orjson.dumps(to_gemini_body(body, endpoint)),
+            stream=stream,
+        )
 
     def parse_chat_response(self, payload: Any) -> Completion:
         return from_gemini_response(payload)
@@ -36,5 +40,9 @@ class GeminiAdapter:
         if isinstance(payload, list) and payload:
             payload = payload[0]
         if isinstance(payload, dict) and isinstance(payload.get("error"), dict):
-            return str(payload["error"].get("message") or payload["error"].get("status") or "upstream error")
+            return str(
+                payload["error"].get("message")
+                or payload["error"].get("status")
+                or "upstream error"
+            )
         return "upstream error"

@@ -12,18 +12,17 @@ from __future__ import annotations
 import mimetypes
 from typing import Any
 
-import orjson
-
 from crossroads.providers.reasoning import resolve_reasoning
+from crossroads.providers.wire import append_turn, json_object, parse_tool_arguments, split_data_url
 from crossroads.schema.catalog import Endpoint
 
 FORMAT = "google-gemini-v1"
 
 
 def _media(url: str, fallback: str) -> dict[str, Any]:
-    if url.startswith("data:") and ";base64," in url:
-        mime, data = url[5:].split(";base64,", 1)
-        return {"inlineData": {"mimeType": mime or fallback, "data": data}}
+    inline = split_data_url(url, fallback)
+    if inline:
+        return {"inlineData": {"mimeType": inline[0], "data": inline[1]}}
     mime = mimetypes.guess_type(url.split("?", 1)[0])[0] or fallback
     return {"fileData": {"mimeType": mime, "fileUri": url}}
 
@@ -46,7 +45,14 @@ def _parts(content: Any) -> list[dict[str, Any]]:
                 parts.append(_media(file["file_data"], "application/pdf"))
         elif kind == "input_audio":
             audio = part["input_audio"]
-            parts.append({"inlineData": {"mimeType": f"audio/{audio.get('format', 'wav')}", "data": audio["data"]}})
+            parts.append(
+                {
+                    "inlineData": {
+                        "mimeType": f"audio/{audio.get('format', 'wav')}",
+                        "data": audio["data"],
+                    }
+                }
+            )
     return parts
 
 
@@ -56,7 +62,11 @@ def _signatures(message: dict[str, Any]) -> dict[str | None, str]:
     for detail in message.get("reasoning_details") or []:
         if detail.get("format") not in (None, FORMAT):
             continue
-        signature = detail.get("data") if detail.get("type") == "reasoning.encrypted" else detail.get("signature")
+        signature = (
+            detail.get("data")
+            if detail.get("type") == "reasoning.encrypted"
+            else detail.get("signature")
+        )
         if signature:
             out.setdefault(detail.get("id"), signature)
     return out
@@ -67,10 +77,7 @@ def _model_parts(message: dict[str, Any]) -> list[dict[str, Any]]:
     signatures = _signatures(message)
     for i, call in enumerate(message.get("tool_calls") or []):
         fn = call.get("function") or {}
-        try:
-            args = orjson.loads(fn.get("arguments") or "{}")
-        except orjson.JSONDecodeError:
-            args = {}
+        args = parse_tool_arguments(fn.get("arguments"))
         part: dict[str, Any] = {"functionCall": {"name": fn.get("name"), "args": args}}
         signature = signatures.get(call.get("id")) or (signatures.get(None) if i == 0 else None)
         if signature:
@@ -80,18 +87,13 @@ def _model_parts(message: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def _append(contents: list[dict[str, Any]], role: str, parts: list[dict[str, Any]]) -> None:
-    if not parts:
-        return
-    if contents and contents[-1]["role"] == role:
-        contents[-1]["parts"].extend(parts)
-    else:
-        contents.append({"role": role, "parts": parts})
+    append_turn(contents, role, parts, items_key="parts")
 
 
 def _contents(messages: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     system: list[dict[str, Any]] = []
     contents: list[dict[str, Any]] = []
-    call_names: dict[str, str] = {}
+    call_names: dict[str | None, str | None] = {}  # tool call id -> function name
     for m in messages:
         role = m.get("role")
         if role in ("system", "developer"):
@@ -104,12 +106,14 @@ def _contents(messages: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], lis
             _append(contents, "model", _model_parts(m))
         elif role == "tool":
             content = m.get("content")
-            text = content if isinstance(content, str) else " ".join(p.get("text", "") for p in content or [])
-            try:
-                result = orjson.loads(text)
-            except orjson.JSONDecodeError:
-                result = text
-            response = result if isinstance(result, dict) else {"content": result}
+            text = (
+                content
+                if isinstance(content, str)
+                else " ".join(p.get("text", "") for p in content or [])
+            )
+            response = json_object(
+                text, wrap_key="content"
+            )  # a tool's text result: {"content": ...}
             name = call_names.get(m.get("tool_call_id")) or m.get("name") or "tool"
             _append(contents, "user", [{"functionResponse": {"name": name, "response": response}}])
     return system, contents
@@ -128,8 +132,14 @@ def _tool_config(choice: Any) -> dict[str, Any] | None:
     return None
 
 
-_GENERATION_FIELDS = {"temperature": "temperature", "top_p": "topP", "top_k": "topK", "seed": "seed",
-                      "presence_penalty": "presencePenalty", "frequency_penalty": "frequencyPenalty"}
+_GENERATION_FIELDS = {
+    "temperature": "temperature",
+    "top_p": "topP",
+    "top_k": "topK",
+    "seed": "seed",
+    "presence_penalty": "presencePenalty",
+    "frequency_penalty": "frequencyPenalty",
+}
 
 
 def to_gemini_body(body: dict[str, Any], endpoint: Endpoint) -> dict[str, Any]:
@@ -137,12 +147,16 @@ def to_gemini_body(body: dict[str, Any], endpoint: Endpoint) -> dict[str, Any]:
     out: dict[str, Any] = {"contents": contents}
     if system:
         out["systemInstruction"] = {"parts": system}
-    config: dict[str, Any] = {v: body[k] for k, v in _GENERATION_FIELDS.items() if body.get(k) is not None}
+    config: dict[str, Any] = {
+        v: body[k] for k, v in _GENERATION_FIELDS.items() if body.get(k) is not None
+    }
     limit = body.get("max_completion_tokens") or body.get("max_tokens")
     if limit:
         config["maxOutputTokens"] = limit
     if body.get("stop"):
-        config["stopSequences"] = [body["stop"]] if isinstance(body["stop"], str) else list(body["stop"])
+        config["stopSequences"] = (
+            [body["stop"]] if isinstance(body["stop"], str) else list(body["stop"])
+        )
     response_format = body.get("response_format") or {}
     if response_format.get("type") in ("json_object", "json_schema"):
         config["responseMimeType"] = "application/json"
@@ -153,15 +167,27 @@ def to_gemini_body(body: dict[str, Any], endpoint: Endpoint) -> dict[str, Any]:
     if spec is not None:
         if spec.enabled:
             budget = spec.budget(limit or endpoint.max_completion_tokens or 8192)
-            config["thinkingConfig"] = {"thinkingBudget": budget, "includeThoughts": not spec.exclude}
+            config["thinkingConfig"] = {
+                "thinkingBudget": budget,
+                "includeThoughts": not spec.exclude,
+            }
         else:
             config["thinkingConfig"] = {"thinkingBudget": 0}
     if config:
         out["generationConfig"] = config
-    declarations = [{"name": t["function"]["name"], **({"description": t["function"]["description"]}
-                                                        if t["function"].get("description") else {}),
-                     "parameters": t["function"].get("parameters") or {"type": "object", "properties": {}}}
-                    for t in body.get("tools") or [] if t.get("type") == "function" and t.get("function")]
+    declarations = [
+        {
+            "name": t["function"]["name"],
+            **(
+                {"description": t["function"]["description"]}
+                if t["function"].get("description")
+                else {}
+            ),
+            "parameters": t["function"].get("parameters") or {"type": "object", "properties": {}},
+        }
+        for t in body.get("tools") or []
+        if t.get("type") == "function" and t.get("function")
+    ]
     if declarations:
         out["tools"] = [{"functionDeclarations": declarations}]
         tool_config = _tool_config(body.get("tool_choice"))

@@ -6,7 +6,6 @@ Together, DeepInfra, ...). Where a provider differs, its `Quirks` row says how.
 
 from __future__ import annotations
 
-import hashlib
 from typing import Any
 
 import orjson
@@ -18,6 +17,7 @@ from crossroads.providers.base import (
     normalise_finish_reason,
 )
 from crossroads.providers.reasoning import resolve_reasoning
+from crossroads.providers.wire import hash_user_id
 from crossroads.schema.catalog import Endpoint, Provider
 from crossroads.schema.chat import PARAMETERS, ROUTER_FIELDS
 
@@ -26,7 +26,9 @@ _LIMIT_ALIASES = {"max_completion_tokens": "max_tokens", "max_tokens": "max_comp
 _REASONING_FIELDS = ("reasoning", "reasoning_effort", "include_reasoning")
 
 
-def _reasoning_fields(body: dict[str, Any], endpoint: Endpoint, provider: Provider) -> dict[str, Any]:
+def _reasoning_fields(
+    body: dict[str, Any], endpoint: Endpoint, provider: Provider
+) -> dict[str, Any]:
     """OpenRouter's reasoning request in the provider's terms."""
     spec = resolve_reasoning(body)
     supported = endpoint.supported_parameters
@@ -36,13 +38,24 @@ def _reasoning_fields(body: dict[str, Any], endpoint: Endpoint, provider: Provid
         return {"reasoning": body.get("reasoning") or {"enabled": spec.enabled}}
     if not spec.enabled:
         return {"reasoning_effort": "none"} if body.get("reasoning_effort") == "none" else {}
-    limit = body.get("max_completion_tokens") or body.get("max_tokens") or endpoint.max_completion_tokens
+    limit = (
+        body.get("max_completion_tokens")
+        or body.get("max_tokens")
+        or endpoint.max_completion_tokens
+    )
     return {"reasoning_effort": spec.effort_for(limit)}
 
 
 def _response_format(value: Any, provider: Provider) -> Any:
-    if provider.quirks.json_schema == "json_object" and isinstance(value, dict) and value.get("type") == "json_schema":
-        return {"type": "json_object", "schema": (value.get("json_schema") or {}).get("schema") or {}}
+    if (
+        provider.quirks.json_schema == "json_object"
+        and isinstance(value, dict)
+        and value.get("type") == "json_schema"
+    ):
+        return {
+            "type": "json_object",
+            "schema": (value.get("json_schema") or {}).get("schema") or {},
+        }
     return value
 
 
@@ -54,12 +67,19 @@ def _forwarded_key(key: str, supported: list[str] | None) -> str | None:
     return alias if alias in supported else None
 
 
-def to_openai_body(body: dict[str, Any], endpoint: Endpoint, provider: Provider, *, stream: bool) -> dict[str, Any]:
+def to_openai_body(
+    body: dict[str, Any], endpoint: Endpoint, provider: Provider, *, stream: bool
+) -> dict[str, Any]:
     """The upstream JSON body: router fields removed, unsupported parameters dropped."""
     quirks = provider.quirks
     out: dict[str, Any] = {"model": endpoint.upstream_model}
     for key, value in body.items():
-        if value is None or key in ROUTER_FIELDS or key in quirks.drop_params or key in ("model", "stream"):
+        if (
+            value is None
+            or key in ROUTER_FIELDS
+            or key in quirks.drop_params
+            or key in ("model", "stream")
+        ):
             continue
         if key in _REASONING_FIELDS:
             continue
@@ -69,7 +89,7 @@ def to_openai_body(body: dict[str, Any], endpoint: Endpoint, provider: Provider,
         if name is None:
             continue
         if name == "user":  # end-user ids are never sent upstream raw
-            value = hashlib.sha256(str(value).encode()).hexdigest()[:32]
+            value = hash_user_id(value)
         out[quirks.rename_params.get(name, name)] = value
     out.update(_reasoning_fields(body, endpoint, provider))
     out["stream"] = stream
@@ -79,10 +99,16 @@ def to_openai_body(body: dict[str, Any], endpoint: Endpoint, provider: Provider,
 
 
 def _headers(provider: Provider) -> dict[str, str]:
-    headers = {"Content-Type": "application/json", "Accept": "application/json", **provider.quirks.headers}
+    headers = {
+        "Content-Type": "application/json",
+        "Accept": "application/json",
+        **provider.quirks.headers,
+    }
     if provider.api_key:
         scheme = provider.quirks.auth_scheme
-        headers[provider.quirks.auth_header] = f"{scheme} {provider.api_key}" if scheme else provider.api_key
+        headers[provider.quirks.auth_header] = (
+            f"{scheme} {provider.api_key}" if scheme else provider.api_key
+        )
     return headers
 
 
@@ -94,8 +120,9 @@ def _message(message: dict[str, Any]) -> dict[str, Any]:
     reasoning = out.pop("reasoning_content", None)
     out["reasoning"] = out.get("reasoning") or reasoning
     if out["reasoning"] and not out.get("reasoning_details"):
-        out["reasoning_details"] = [{"type": "reasoning.text", "text": out["reasoning"], "format": "unknown",
-                                     "index": 0}]
+        out["reasoning_details"] = [
+            {"type": "reasoning.text", "text": out["reasoning"], "format": "unknown", "index": 0}
+        ]
     return out
 
 
@@ -110,8 +137,9 @@ def _choice(choice: dict[str, Any], *, delta: bool) -> dict[str, Any]:
         if "reasoning_content" in d:
             d["reasoning"] = d.pop("reasoning_content")
         if d.get("reasoning") and not d.get("reasoning_details"):
-            d["reasoning_details"] = [{"type": "reasoning.text", "text": d["reasoning"], "format": "unknown",
-                                       "index": 0}]
+            d["reasoning_details"] = [
+                {"type": "reasoning.text", "text": d["reasoning"], "format": "unknown", "index": 0}
+            ]
         out["delta"] = d
     else:
         out["message"] = _message(choice.get("message") or {})
@@ -128,7 +156,10 @@ class OpenAIStreamDecoder:
             raise ValueError("stream chunk is not a JSON object")
         if chunk.get("error"):
             raise ValueError(str(chunk["error"]))
-        out = {"choices": [_choice(c, delta=True) for c in chunk.get("choices") or []], "upstream_id": chunk.get("id")}
+        out = {
+            "choices": [_choice(c, delta=True) for c in chunk.get("choices") or []],
+            "upstream_id": chunk.get("id"),
+        }
         if chunk.get("usage"):
             out["usage"] = chunk["usage"]
         return [out]

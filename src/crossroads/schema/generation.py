@@ -1,4 +1,8 @@
-"""The record kept of every generation, and its public `/generation` shape."""
+"""The record kept of every generation, and its public `/generation` shape.
+
+Plain data: the router writes it, telemetry queues it, storage persists it; it depends on
+none of them.
+"""
 
 from __future__ import annotations
 
@@ -51,11 +55,8 @@ class GenerationRecord:
     error: dict[str, Any] | None = None
 
     def to_row(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in self.__slots__}  # shallow: the writer only reads
-
-    @classmethod
-    def from_row(cls, row: Any) -> GenerationRecord:
-        return cls(**dict(row._mapping))
+        """Every field by name; shallow: the writer only reads."""
+        return {name: getattr(self, name) for name in self.__slots__}
 
     def public(self) -> dict[str, Any]:
         """OpenRouter's `GenerationResponse.data`: every required field, null where unknown."""

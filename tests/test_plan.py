@@ -1,0 +1,601 @@
+"""The routing plan in memory: candidate filters, ordering and `plan_request`, no server.
+
+Catalog used here (prices USD per million tokens, prompt/completion):
+- acme/trio: alpha 1/1 fp8 ctx 4096 (zdr), beta 2/2 bf16 ctx 32768 no temperature (trains),
+  gamma 3/3 mxfp4 ctx 131072 no tools / response_format (retains prompts)
+- acme/backup: delta 5/5, no declared data policy
+- acme/mixed: cheap 1/1 and pricey 10/10; acme/mixed:free: cheap 0/0
+- acme/locked: a provider with a config problem; acme/empty: no endpoints
+- acme/painter: outputs images only
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from typing import Any
+
+import pytest
+
+from crossroads.catalog import Catalog, Model
+from crossroads.errors import GatewayError
+from crossroads.routing.candidates import eligible_endpoints
+from crossroads.routing.ordering import order_endpoints
+from crossroads.routing.plan import Plan, plan_request
+from crossroads.schema.catalog import DataPolicy, Endpoint, ModelSpec, Provider
+from crossroads.schema.chat import ProviderPreferences, parse_chat_request, request_parameters
+from crossroads.telemetry.stats import LiveStats
+
+ALL_PARAMS = [
+    "max_tokens",
+    "temperature",
+    "top_p",
+    "stop",
+    "tools",
+    "tool_choice",
+    "response_format",
+    "seed",
+]
+TOOLS = [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}]
+LONG_PROMPT = "word " * 4000  # about 5,000 tokens: more than alpha's 4,096 context
+
+
+def provider(slug: str, policy: DataPolicy | None = None, problem: str | None = None) -> Provider:
+    return Provider(
+        slug=slug,
+        name=slug.capitalize(),
+        api="openai",
+        base_url="http://127.0.0.1:9/v1",
+        data_policy=policy,
+        config_problem=problem,
+    )
+
+
+def ep(name: str, prompt: float, completion: float, **fields: Any) -> Endpoint:
+    """An endpoint of provider `name` (or tag `name` = 'provider/variant'), prices per M tokens."""
+    pricing = {
+        "prompt": f"{prompt / 1e6:.10f}",
+        "completion": f"{completion / 1e6:.10f}",
+        **fields.pop("pricing", {}),
+    }
+    return Endpoint(provider=name.split("/")[0], tag=name, pricing=pricing, **fields)
+
+
+def build_catalog() -> Catalog:
+    providers = {
+        p.slug: p
+        for p in [
+            provider("alpha", DataPolicy(training=False, retains_prompts=False)),
+            provider("beta", DataPolicy(training=True, retains_prompts=True)),
+            provider("gamma", DataPolicy(training=False, retains_prompts=True)),
+            provider("delta"),
+            provider("cheap"),
+            provider("pricey"),
+            provider("locked", problem="missing credentials: set LOCKED_KEY"),
+        ]
+    }
+    specs = {
+        "acme/trio": [
+            ep(
+                "alpha",
+                1,
+                1,
+                quantization="fp8",
+                context_length=4096,
+                max_completion_tokens=1024,
+                supported_parameters=ALL_PARAMS,
+            ),
+            ep(
+                "beta",
+                2,
+                2,
+                quantization="bf16",
+                context_length=32768,
+                max_completion_tokens=8192,
+                supported_parameters=[p for p in ALL_PARAMS if p != "temperature"],
+            ),
+            ep(
+                "gamma",
+                3,
+                3,
+                quantization="mxfp4",
+                context_length=131072,
+                max_completion_tokens=16384,
+                supported_parameters=["max_tokens", "temperature", "stop"],
+            ),
+        ],
+        "acme/backup": [ep("delta", 5, 5)],
+        "acme/mixed": [ep("pricey", 10, 10), ep("cheap", 1, 1)],
+        "acme/mixed:free": [ep("cheap", 0, 0)],
+        "acme/locked": [ep("locked", 1, 1)],
+        "acme/empty": [],
+        "acme/painter": [ep("alpha", 1, 1)],
+    }
+    models = {}
+    for model_id, endpoints in specs.items():
+        arch = {"output_modalities": ["image"]} if model_id == "acme/painter" else None
+        spec = ModelSpec(id=model_id, architecture=arch, endpoints=endpoints)
+        models[model_id] = Model.build(spec, providers, created=0)
+    return Catalog(providers=providers, models=models)
+
+
+@pytest.fixture
+def catalog() -> Catalog:
+    return build_catalog()
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 10_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def stats(clock: Clock) -> LiveStats:
+    return LiveStats(clock=clock)
+
+
+def make_plan(
+    catalog: Catalog,
+    stats: LiveStats | None = None,
+    seed: int = 0,
+    content: str = "hello",
+    **body: Any,
+) -> Plan:
+    body = {"model": "acme/trio", "messages": [{"role": "user", "content": content}], **body}
+    return plan_request(
+        parse_chat_request(body), body, catalog, stats or LiveStats(), random.Random(seed)
+    )
+
+
+def tags(catalog: Catalog, stats: LiveStats | None = None, seed: int = 0, **body: Any) -> list[str]:
+    return [e.tag for e in make_plan(catalog, stats, seed, **body).endpoints]
+
+
+def failure(catalog: Catalog, **body: Any) -> GatewayError:
+    with pytest.raises(GatewayError) as info:
+        make_plan(catalog, **body)
+    return info.value
+
+
+def availability(error: GatewayError) -> dict:
+    return error.metadata["availability"]
+
+
+def warm(
+    stats: LiveStats, figures: dict[str, tuple[float, float]], model: str = "acme/trio"
+) -> None:
+    """Live figures per tag: (latency ms, throughput tokens/s)."""
+    for tag, (latency, throughput) in figures.items():
+        for _ in range(3):
+            stats.record_success(f"{model}@{tag}", latency, throughput)
+
+
+# --- the default price-weighted draw ---------------------------------------------------------
+
+
+def test_draw_is_deterministic_with_a_seed_and_the_rest_follow_by_price(catalog: Catalog) -> None:
+    for seed in range(30):
+        order = tags(catalog, seed=seed)
+        assert order == tags(catalog, seed=seed)
+        assert sorted(order) == ["alpha", "beta", "gamma"]
+        rest = order[1:]
+        assert rest == sorted(rest)  # alphabetical is price order here
+    assert len({tags(catalog, seed=s)[0] for s in range(200)}) == 3  # the first really is drawn
+
+
+def test_draw_favours_cheaper_endpoints(catalog: Catalog) -> None:
+    firsts = Counter(tags(catalog, seed=s)[0] for s in range(2000))
+    assert firsts["alpha"] > firsts["beta"] > firsts["gamma"] > 0  # 36 : 9 : 4 expected
+    assert firsts["alpha"] / firsts["gamma"] == pytest.approx(9, rel=0.35)
+
+
+def test_draw_over_two_prices(catalog: Catalog) -> None:
+    firsts = Counter(tags(catalog, seed=s, model="acme/mixed")[0] for s in range(500))
+    assert firsts["cheap"] > 0.95 * 500  # 10x cheaper: 100x the weight
+
+
+# --- variants --------------------------------------------------------------------------------
+
+
+def test_nitro_sorts_by_throughput_unmeasured_last(catalog: Catalog, stats: LiveStats) -> None:
+    warm(stats, {"alpha": (100, 10), "gamma": (100, 80)})
+    for seed in range(10):
+        assert tags(catalog, stats, seed, model="acme/trio:nitro") == ["gamma", "alpha", "beta"]
+    plan = make_plan(catalog, stats, model="acme/trio:nitro")
+    assert plan.requested == ["acme/trio:nitro"] and {e.model_id for e in plan.endpoints} == {
+        "acme/trio"
+    }
+
+
+def test_floor_sorts_by_price(catalog: Catalog) -> None:
+    assert {tuple(tags(catalog, seed=s, model="acme/trio:floor")) for s in range(20)} == {
+        ("alpha", "beta", "gamma")
+    }
+    assert {tuple(tags(catalog, seed=s, model="ACME/Trio:floor")) for s in range(5)} == {
+        ("alpha", "beta", "gamma")
+    }
+
+
+def test_free_is_a_model_of_its_own_not_a_variant(catalog: Catalog) -> None:
+    plan = make_plan(catalog, model="acme/mixed:free")
+    assert [(e.model_id, e.tag, e.upstream_model) for e in plan.endpoints] == [
+        ("acme/mixed:free", "cheap", "acme/mixed")
+    ]
+    assert availability(failure(catalog, model="acme/trio:free"))["code"] == "model_not_found"
+    assert failure(catalog, model="acme/trio:turbo").status == 404
+
+
+def test_free_endpoint_is_the_overwhelming_favourite(catalog: Catalog, stats: LiveStats) -> None:
+    free = catalog.models["acme/mixed:free"].endpoints[0]
+    paid = catalog.models["acme/mixed"].endpoints
+    prefs = ProviderPreferences()
+    firsts = Counter(
+        order_endpoints([*paid, free], prefs, None, stats, random.Random(s), catalog)[0].id
+        for s in range(300)
+    )
+    assert firsts == {free.id: 300}
+
+
+# --- provider.order, allow_fallbacks, only / ignore -----------------------------------------
+
+
+def test_order_then_the_rest_by_price(catalog: Catalog) -> None:
+    for seed in range(5):
+        assert tags(catalog, seed=seed, provider={"order": ["gamma", "beta"]}) == [
+            "gamma",
+            "beta",
+            "alpha",
+        ]
+    assert tags(catalog, provider={"order": ["Gamma", "nobody"]}) == ["gamma", "alpha", "beta"]
+
+
+def test_order_rest_follows_sort(catalog: Catalog, stats: LiveStats) -> None:
+    warm(stats, {"alpha": (100, 10), "gamma": (100, 80)})
+    assert tags(catalog, stats, provider={"order": ["beta"], "sort": "throughput"}) == [
+        "beta",
+        "gamma",
+        "alpha",
+    ]
+
+
+def test_allow_fallbacks_false(catalog: Catalog) -> None:
+    no_fallbacks = {"order": ["gamma", "beta"], "allow_fallbacks": False}
+    assert tags(catalog, provider=no_fallbacks) == ["gamma", "beta"]
+    assert tags(catalog, provider={"order": ["gamma"], "allow_fallbacks": True}) == [
+        "gamma",
+        "alpha",
+        "beta",
+    ]
+    # without an order only the first choice is tried
+    assert tags(catalog, provider={"sort": "price", "allow_fallbacks": False}) == ["alpha"]
+    assert len(tags(catalog, seed=3, provider={"allow_fallbacks": False})) == 1
+
+
+def test_only_and_ignore(catalog: Catalog) -> None:
+    assert tags(catalog, provider={"only": ["gamma"]}) == ["gamma"]
+    assert tags(catalog, provider={"only": ["Beta"]}) == ["beta"]  # display name, any case
+    assert tags(catalog, provider={"ignore": ["alpha", "beta"]}) == ["gamma"]
+    assert sorted(tags(catalog, provider={"only": ["alpha", "beta"], "ignore": ["beta"]})) == [
+        "alpha"
+    ]
+    error = failure(catalog, provider={"only": ["nobody"]})
+    assert error.status == 404 and availability(error)["excluded_by"] == ["allowed_providers"]
+    assert availability(error)["constraint"] == {"field": "allowed_providers"}
+    error = failure(catalog, provider={"ignore": ["alpha", "beta", "gamma"]})
+    assert availability(error)["excluded_by"] == ["ignored_providers"]
+
+
+def test_a_base_slug_matches_every_tag_of_a_provider(catalog: Catalog) -> None:
+    model = Model.build(
+        ModelSpec(id="acme/tags", endpoints=[ep("alpha", 2, 2), ep("alpha/turbo", 1, 1)]),
+        catalog.providers,
+        created=0,
+    )
+    catalog.add(model)
+    assert sorted(tags(catalog, model="acme/tags", provider={"only": ["alpha"]})) == [
+        "alpha",
+        "alpha/turbo",
+    ]
+    assert tags(catalog, model="acme/tags", provider={"only": ["alpha/turbo"]}) == ["alpha/turbo"]
+
+
+# --- sort ------------------------------------------------------------------------------------
+
+
+def test_sort_by_price_throughput_latency(catalog: Catalog, stats: LiveStats) -> None:
+    warm(stats, {"alpha": (150, 10), "beta": (40, 30), "gamma": (60, 5)})
+    assert tags(catalog, stats, provider={"sort": "price"}) == ["alpha", "beta", "gamma"]
+    assert tags(catalog, stats, provider={"sort": "throughput"}) == ["beta", "alpha", "gamma"]
+    assert tags(catalog, stats, provider={"sort": "latency"}) == ["beta", "gamma", "alpha"]
+    assert tags(catalog, stats, provider={"sort": {"by": "latency"}}) == ["beta", "gamma", "alpha"]
+    # an explicit sort wins over the variant
+    assert tags(catalog, stats, model="acme/trio:nitro", provider={"sort": "price"}) == [
+        "alpha",
+        "beta",
+        "gamma",
+    ]
+
+
+def test_sort_without_live_figures_falls_back_to_price(catalog: Catalog, stats: LiveStats) -> None:
+    assert tags(catalog, stats, provider={"sort": "latency"}) == ["alpha", "beta", "gamma"]
+    warm(stats, {"gamma": (500, 1)})
+    assert tags(catalog, stats, provider={"sort": "latency"}) == ["gamma", "alpha", "beta"]
+
+
+def test_preferred_thresholds_move_never_remove(catalog: Catalog, stats: LiveStats) -> None:
+    warm(stats, {"alpha": (150, 10), "beta": (40, 30), "gamma": (60, 5)})
+    assert tags(catalog, stats, provider={"sort": "price", "preferred_max_latency": 0.1}) == [
+        "beta",
+        "gamma",
+        "alpha",
+    ]
+    assert tags(catalog, stats, provider={"sort": "price", "preferred_min_throughput": 20}) == [
+        "beta",
+        "alpha",
+        "gamma",
+    ]
+    assert tags(catalog, stats, provider={"sort": "price", "preferred_min_throughput": 1e6}) == [
+        "alpha",
+        "beta",
+        "gamma",
+    ]
+
+
+# --- hard filters ----------------------------------------------------------------------------
+
+
+def test_max_price_per_million_tokens(catalog: Catalog) -> None:
+    assert tags(catalog, provider={"max_price": {"prompt": 1.5, "completion": "1.5"}}) == ["alpha"]
+    assert tags(
+        catalog, provider={"max_price": {"prompt": 2, "completion": 2}, "sort": "price"}
+    ) == ["alpha", "beta"]
+    error = failure(catalog, provider={"max_price": {"prompt": 0.5}})
+    assert error.status == 404 and availability(error)["code"] == "constraint_filtered"
+    assert availability(error)["constraint"] == {"field": "max_price"}
+    assert failure(catalog, provider={"max_price": {"prompt": "cheap"}}).status == 400
+
+
+def test_max_price_per_request_is_not_scaled(catalog: Catalog) -> None:
+    model = Model.build(
+        ModelSpec(
+            id="acme/fee",
+            endpoints=[ep("alpha", 1, 1, pricing={"request": "0.01"}), ep("beta", 2, 2)],
+        ),
+        catalog.providers,
+        created=0,
+    )
+    catalog.add(model)
+    assert tags(catalog, model="acme/fee", provider={"max_price": {"request": 0.005}}) == ["beta"]
+    assert len(tags(catalog, model="acme/fee", provider={"max_price": {"request": 0.01}})) == 2
+
+
+def test_quantizations(catalog: Catalog) -> None:
+    assert tags(catalog, provider={"quantizations": ["fp4"]}) == ["gamma"]  # fp4 includes mxfp4
+    assert tags(catalog, provider={"quantizations": ["FP8"]}) == ["alpha"]
+    assert tags(catalog, provider={"quantizations": ["bf16", "fp8"], "sort": "price"}) == [
+        "alpha",
+        "beta",
+    ]
+    assert tags(catalog, model="acme/backup", provider={"quantizations": ["unknown"]}) == [
+        "delta"
+    ]  # none declared
+    error = failure(catalog, provider={"quantizations": ["int4"]})
+    assert (
+        availability(error)["constraint"] == {"field": "quantization"}
+        and "quantization" in error.message
+    )
+
+
+def test_data_collection_deny_and_zdr(catalog: Catalog) -> None:
+    assert tags(catalog, provider={"data_collection": "deny"}) == [
+        "alpha"
+    ]  # beta trains, gamma retains
+    assert sorted(tags(catalog, provider={"data_collection": "allow"})) == [
+        "alpha",
+        "beta",
+        "gamma",
+    ]
+    assert tags(catalog, provider={"zdr": True}) == ["alpha"]
+    error = failure(
+        catalog, model="acme/backup", provider={"zdr": True}
+    )  # no declared policy: no promise
+    assert error.status == 404 and availability(error)["excluded_by"] == ["data_policy:zdr"]
+    error = failure(catalog, model="acme/backup", provider={"data_collection": "deny"})
+    assert availability(error)["excluded_by"] == ["data_policy:training"]
+
+
+def test_context_length_by_prompt_size_and_max_tokens(catalog: Catalog) -> None:
+    plan = make_plan(catalog, content=LONG_PROMPT, provider={"sort": "price"})
+    assert [e.tag for e in plan.endpoints] == ["beta", "gamma"] and 4096 < plan.prompt_tokens < 6000
+    assert tags(catalog, provider={"sort": "price"}, max_tokens=2000) == [
+        "beta",
+        "gamma",
+    ]  # alpha writes <= 1024
+    assert tags(catalog, provider={"sort": "price"}, max_completion_tokens=10_000) == ["gamma"]
+    error = failure(catalog, content=LONG_PROMPT, provider={"only": ["alpha"]})
+    assert error.status == 400 and error.error_type == "context_length_exceeded"
+    assert availability(error)["excluded_by"] == ["allowed_providers", "context_length"]
+    error = failure(catalog, max_tokens=100_000)
+    assert error.status == 400 and "max_tokens" in error.message
+
+
+def test_max_prompt_tokens(catalog: Catalog) -> None:
+    model = Model.build(
+        ModelSpec(
+            id="acme/short",
+            context_length=100_000,
+            endpoints=[ep("alpha", 1, 1, max_prompt_tokens=1000), ep("beta", 2, 2)],
+        ),
+        catalog.providers,
+        created=0,
+    )
+    catalog.add(model)
+    assert tags(catalog, model="acme/short", content=LONG_PROMPT) == ["beta"]
+
+
+def test_require_parameters(catalog: Catalog) -> None:
+    # beta does not take temperature: dropped without require_parameters, excluded with it
+    assert tags(catalog, provider={"only": ["beta"]}, temperature=0.3) == ["beta"]
+    required = {"require_parameters": True, "sort": "price"}
+    assert tags(catalog, provider=required, temperature=0.3) == ["alpha", "gamma"]
+    error = failure(
+        catalog, temperature=0.3, provider={"only": ["beta"], "require_parameters": True}
+    )
+    assert availability(error)["constraint"] == {"field": "require_parameters"}
+    assert availability(error)["excluded_by"] == ["allowed_providers", "require_parameters"]
+    # max_completion_tokens is served by max_tokens; supported_parameters None takes anything
+    assert tags(catalog, provider=required, max_completion_tokens=5) == ["alpha", "beta", "gamma"]
+    assert tags(catalog, model="acme/backup", provider=required, top_a=0.5) == ["delta"]
+
+
+def test_response_format_counts_structured_outputs(catalog: Catalog) -> None:
+    structured = ep("beta", 1, 1, supported_parameters=["structured_outputs"])
+    catalog.add(
+        Model.build(ModelSpec(id="acme/json", endpoints=[structured]), catalog.providers, created=0)
+    )
+    assert tags(
+        catalog,
+        model="acme/json",
+        provider={"require_parameters": True},
+        response_format={"type": "json_object"},
+    ) == ["beta"]
+
+
+def test_soft_parameter_preferences(catalog: Catalog) -> None:
+    assert tags(catalog, provider={"order": ["gamma", "beta"]}) == ["gamma", "beta", "alpha"]
+    # today an endpoint without tools / response_format is left out when others support them
+    assert tags(catalog, provider={"order": ["gamma", "beta"]}, tools=TOOLS) == ["beta", "alpha"]
+    json_mode = {"type": "json_object"}
+    assert tags(catalog, provider={"order": ["gamma", "beta"]}, response_format=json_mode) == [
+        "beta",
+        "alpha",
+    ]
+    # ...but a preference never empties the list
+    assert tags(catalog, provider={"only": ["gamma"]}, response_format=json_mode) == ["gamma"]
+
+
+def test_eligible_endpoints_directly(catalog: Catalog) -> None:
+    body = {
+        "model": "acme/trio",
+        "messages": [{"role": "user", "content": "hi"}],
+        "tools": TOOLS,
+        "provider": {"ignore": ["alpha"]},
+    }
+    kept = eligible_endpoints(
+        catalog.models["acme/trio"], parse_chat_request(body), request_parameters(body), 10, catalog
+    )
+    assert [e.tag for e in kept] == ["beta"]
+
+
+# --- models, unknown models, nothing left ----------------------------------------------------
+
+
+def test_models_fallback_list_keeps_request_order(catalog: Catalog) -> None:
+    plan = make_plan(
+        catalog,
+        model="acme/backup",
+        models=["acme/trio", "acme/backup"],
+        provider={"sort": "price"},
+    )
+    assert plan.requested == ["acme/backup", "acme/trio"]
+    assert [e.id for e in plan.endpoints] == [
+        "acme/backup@delta",
+        "acme/trio@alpha",
+        "acme/trio@beta",
+        "acme/trio@gamma",
+    ]
+    plan = make_plan(catalog, model=None, models=["nope/model", "acme/backup"])
+    assert plan.requested == ["nope/model", "acme/backup"] and [e.id for e in plan.endpoints] == [
+        "acme/backup@delta"
+    ]
+    # a model whose filters leave nothing is skipped for the next one
+    plan = make_plan(catalog, model="acme/backup", models=["acme/trio"], provider={"zdr": True})
+    assert [e.id for e in plan.endpoints] == ["acme/trio@alpha"]
+
+
+def test_partition_none_sorts_across_models(catalog: Catalog) -> None:
+    body = {"model": "acme/backup", "models": ["acme/trio"]}
+    by_price = ["acme/trio@alpha", "acme/trio@beta", "acme/trio@gamma", "acme/backup@delta"]
+    plan = make_plan(catalog, provider={"sort": {"by": "price", "partition": "none"}}, **body)
+    assert [e.id for e in plan.endpoints] == by_price
+    for seed in range(5):  # no sort given: price, never a draw mixing models
+        assert [
+            e.id for e in make_plan(catalog, seed=seed, route="sort", **body).endpoints
+        ] == by_price
+
+
+def test_unknown_and_unusable_models(catalog: Catalog) -> None:
+    error = failure(catalog, model="nope/model")
+    assert error.status == 404 and availability(error) == {
+        "code": "model_not_found",
+        "retryable": False,
+        "requested_models": ["nope/model"],
+    }
+    assert failure(catalog, model=None, models=["nope/a", "nope/b"]).metadata["availability"][
+        "requested_models"
+    ] == ["nope/b"]  # the last model's error is the one raised
+    assert failure(catalog, model=None).status == 400
+    assert failure(catalog, model="acme/painter").status == 400
+    error = failure(catalog, model="acme/locked")
+    assert error.status == 404 and availability(error)["code"] == "no_endpoints"
+    assert (
+        availability(error)["excluded_by"] == ["unavailable"]
+        and "missing credentials" in error.message
+    )
+    error = failure(catalog, model="acme/empty")
+    assert (
+        availability(error)["code"] == "no_endpoints" and availability(error)["excluded_by"] == []
+    )
+
+
+def test_excluded_by_lists_every_filter_that_removed_something(catalog: Catalog) -> None:
+    error = failure(
+        catalog,
+        provider={
+            "ignore": ["gamma"],
+            "quantizations": ["fp8", "bf16"],
+            "zdr": True,
+            "max_price": {"prompt": 0.5},
+        },
+    )
+    assert availability(error)["excluded_by"] == [
+        "ignored_providers",
+        "data_policy:zdr",
+        "max_price",
+    ]
+    assert availability(error)["constraint"] == {"field": "max_price"}
+
+
+# --- outages ---------------------------------------------------------------------------------
+
+
+def test_endpoint_in_outage_moves_behind_healthy_ones(
+    catalog: Catalog, stats: LiveStats, clock: Clock
+) -> None:
+    stats.record_failure("acme/trio@alpha")
+    orders = [tags(catalog, stats, seed=s) for s in range(100)]
+    assert all(order[-1] == "alpha" for order in orders)
+    assert {order[0] for order in orders} == {"beta", "gamma"}
+    clock.now += 31  # the outage window has passed
+    assert Counter(tags(catalog, stats, seed=s)[0] for s in range(100))["alpha"] > 50
+
+
+def test_all_in_outage_go_by_price_and_sort_ignores_outages(
+    catalog: Catalog, stats: LiveStats
+) -> None:
+    for tag in ("alpha", "beta", "gamma"):
+        stats.record_failure(f"acme/trio@{tag}")
+    assert {tuple(tags(catalog, stats, seed=s)) for s in range(10)} == {("alpha", "beta", "gamma")}
+    stats.record_success("acme/trio@beta", 100, 10)
+    stats.record_success("acme/trio@beta", 100, 10)
+    assert tags(catalog, stats, seed=1)[0] == "beta"
+    # a fixed order is kept as is, outage or not
+    assert tags(catalog, stats, provider={"sort": "price"}) == ["alpha", "beta", "gamma"]
