@@ -94,6 +94,19 @@ def _wrk(
     }
 
 
+def _recorder(base: str) -> dict | None:
+    """The recorder's counters once its queue has drained (None before GET /health existed)."""
+    for _ in range(100):
+        r = httpx.get(f"{base}/health", timeout=5)
+        if r.status_code != 200:
+            return None
+        recorder = r.json()["recorder"]
+        if not recorder["queue_depth"]:
+            break
+        time.sleep(0.1)
+    return recorder
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -177,6 +190,7 @@ def main() -> None:
             ),
             "gateway_loaded": _wrk(through, auth, body, args.seconds, args.connections, "0"),
         }
+        recorder = _recorder(f"http://127.0.0.1:{gw_port}")
     finally:
         for proc in (gateway, sim):
             proc.terminate()
@@ -197,6 +211,11 @@ def main() -> None:
         )
     print(f"\nadded latency (unloaded): p50 {added_p50:.2f} ms, p99 {added_p99:.2f} ms")
     print(f"gateway throughput: {results['gateway_loaded']['rps']:,.0f} requests/s")
+    if recorder is not None:
+        print(
+            f"records: {recorder['rows_written']:,} written, {recorder['rows_rejected']} rejected,"
+            f" {recorder['rows_dropped']} dropped, {recorder['queue_depth']} still queued"
+        )
     if any(r["non_2xx"] for r in results.values()):
         raise SystemExit("some requests failed")
 

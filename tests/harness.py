@@ -6,6 +6,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -25,14 +26,61 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def _wait(url: str, proc: subprocess.Popen, timeout: float = 20.0) -> None:
+def dead_port() -> int:
+    """A port on 127.0.0.1 where nothing listens: connecting is refused."""
+    return free_port()
+
+
+class Blackhole:
+    """A port on 127.0.0.1 that never accepts a connection: its listening socket's accept
+    queue is full, so the kernel drops new connection attempts and a client waits for its
+    connect timeout. (Never an address outside 127.0.0.0/8.)"""
+
+    def __init__(self) -> None:
+        self.listener = socket.socket()
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(0)
+        self.port = self.listener.getsockname()[1]
+        self.fillers = []
+        for _ in range(4):  # more than the queue holds: the rest hang in SYN-SENT
+            filler = socket.socket()
+            filler.setblocking(False)
+            filler.connect_ex(("127.0.0.1", self.port))
+            self.fillers.append(filler)
+        time.sleep(0.05)
+
+    def url(self, path: str = "/v1") -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def close(self) -> None:
+        for s in [*self.fillers, self.listener]:
+            s.close()
+
+
+class Output:
+    """A child process's output, read as it comes: a full pipe would block the process."""
+
+    def __init__(self, proc: subprocess.Popen) -> None:
+        self.lines: list[str] = []
+        self.thread = threading.Thread(target=self._drain, args=(proc,), daemon=True)
+        self.thread.start()
+
+    def _drain(self, proc: subprocess.Popen) -> None:
+        if proc.stdout is None:  # written to a file instead: nothing to drain
+            return
+        for line in proc.stdout:
+            self.lines.append(line)
+
+    def text(self) -> str:
+        return "".join(self.lines)
+
+
+def _wait(url: str, proc: subprocess.Popen, output: Output, timeout: float = 20.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(
-                f"process exited with {proc.returncode}: "
-                f"{proc.stdout.read() if proc.stdout else ''}"
-            )
+            output.thread.join(5)
+            raise RuntimeError(f"process exited with {proc.returncode}: {output.text()}")
         try:
             if HTTP.get(url, timeout=1).status_code < 500:
                 return
@@ -42,7 +90,7 @@ def _wait(url: str, proc: subprocess.Popen, timeout: float = 20.0) -> None:
     raise TimeoutError(f"{url} did not come up")
 
 
-def _stop(proc: subprocess.Popen) -> str:
+def _stop(proc: subprocess.Popen, output: Output) -> str:
     if proc.poll() is None:
         proc.terminate()
         try:
@@ -50,7 +98,8 @@ def _stop(proc: subprocess.Popen) -> str:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-    return proc.stdout.read() if proc.stdout else ""
+    output.thread.join(5)
+    return output.text()
 
 
 class Simulator:
@@ -65,12 +114,15 @@ class Simulator:
             stderr=subprocess.STDOUT,
             text=True,
         )
-        _wait(self.url("/_sim"), self.proc)
+        self.output = Output(self.proc)
+        _wait(self.url("/_sim"), self.proc, self.output)
 
     def url(self, path: str = "/v1") -> str:
         return f"http://127.0.0.1:{self.port}{path}"
 
     def configure(self, **behaviour: Any) -> None:
+        """Change the behaviour (see `simulator.server.Behaviour`): latency, failures,
+        `fault=` (`simulator.faults.FAULTS`), `usage=` / `finish_reason=` overrides, ..."""
         HTTP.post(self.url("/_sim"), json=behaviour).raise_for_status()
 
     def reset(self, **behaviour: Any) -> None:
@@ -83,7 +135,7 @@ class Simulator:
         return self.state()["received"][-1]["body"]
 
     def stop(self) -> None:
-        _stop(self.proc)
+        _stop(self.proc, self.output)
 
 
 class Server:
@@ -123,7 +175,8 @@ class Server:
             text=True,
             env=environment,
         )
-        _wait(self.url("/api/v1/models/count"), self.proc)
+        self.output = Output(self.proc)
+        _wait(self.url("/api/v1/models/count"), self.proc, self.output)
         self.api_key = self.create_key("tests")["key"] if management_key else None
         self._sdk: openai.OpenAI | None = None
 
@@ -196,8 +249,12 @@ class Server:
         r.raise_for_status()
         return r.json()["data"]
 
+    def log(self) -> str:
+        """What the server wrote so far (its log)."""
+        return self.output.text()
+
     def stop(self) -> str:
-        return _stop(self.proc)
+        return _stop(self.proc, self.output)
 
 
 def provider(slug: str, sim: Simulator, **extra: Any) -> dict[str, Any]:

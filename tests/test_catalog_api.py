@@ -109,6 +109,21 @@ def test_endpoints_report_live_figures_and_availability(server: Server) -> None:
     assert e["uptime_last_5m"] is not None and e["latency_last_30m"]["p50"] > 0
 
 
+@pytest.mark.parametrize("model", ["acme/flash", "acme/locked", "acme/trio"])
+def test_endpoint_context_length_is_always_an_integer(server: Server, model: str) -> None:
+    """PublicEndpoint requires an integer context_length: an endpoint configured without one
+    takes the model's, and 0 (unknown) when the model states none either."""
+    info = HTTP.get(server.base_url + f"/model/{model}").json()["data"]
+    data = HTTP.get(server.base_url + f"/models/{model}/endpoints").json()["data"]
+    for e in data["endpoints"]:
+        assert isinstance(e["context_length"], int)
+        assert ENDPOINT_REQUIRED <= set(e) and {"prompt", "completion"} <= set(e["pricing"])
+    lengths = [e["context_length"] for e in data["endpoints"]]
+    expected = {"acme/flash": [0], "acme/locked": [0], "acme/trio": [4096, 32768, 131072]}
+    assert info["context_length"] is None or model == "acme/trio"
+    assert lengths == expected[model]
+
+
 def test_single_model_and_unknown(server: Server) -> None:
     data = HTTP.get(server.base_url + "/model/openai/gpt-oss-120b").json()["data"]
     assert data["id"] == "openai/gpt-oss-120b" and data["context_length"] == 131072

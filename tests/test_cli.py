@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+import sqlite3
+import stat
 import subprocess
 from pathlib import Path
 
@@ -63,3 +66,34 @@ def test_simulate_flags_shape_the_provider() -> None:
         assert sim.state()["behaviour"]["tokens_per_second"] == 50
     finally:
         sim.stop()
+
+
+def management_hashes(data: Path) -> list[str]:
+    with sqlite3.connect(data / "crossroads.db") as db:
+        return [r[0] for r in db.execute("SELECT hash FROM api_keys WHERE is_management")]
+
+
+def test_keys_rotate_management_writes_a_private_file(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    key_file = data / "management-key"
+    elsewhere = tmp_path / "not-yours"
+    elsewhere.write_text("keep me\n")
+    key_file.symlink_to(elsewhere)  # a link planted at the key's name is replaced, not followed
+    assert "rotate-management" in run("keys", "--help").stdout
+    first = run("keys", "rotate-management", "--data-dir", str(data))
+    assert first.returncode == 0, first.stderr
+    assert str(key_file) in first.stdout
+    assert not key_file.is_symlink() and elsewhere.read_text() == "keep me\n"
+    key = key_file.read_text().strip()
+    assert key.startswith("sk-cr-v1-") and key not in first.stdout + first.stderr
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    assert management_hashes(data) == [hashlib.sha256(key.encode()).hexdigest()]
+    second = run("keys", "rotate-management", "--data-dir", str(data))
+    assert second.returncode == 0, second.stderr
+    rotated = key_file.read_text().strip()
+    assert rotated != key and stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    assert management_hashes(data) == [hashlib.sha256(rotated.encode()).hexdigest()]
+    assert sorted(p.name for p in data.iterdir() if "management" in p.name) == [
+        "management-key"
+    ]  # no temporary file left behind

@@ -3,16 +3,25 @@
 from __future__ import annotations
 
 import hashlib
+import stat
+import subprocess
 from pathlib import Path
 
+import pytest
 from openrouter import OpenRouter
 
 from conftest import shared_config
-from harness import HTTP, MANAGEMENT_KEY, Server
+from harness import BIN, HTTP, MANAGEMENT_KEY, Server
+from openapi_schema import check
 
 
 def mgmt(server: Server) -> dict[str, str]:
     return {"Authorization": f"Bearer {server.management_key}"}
+
+
+def chat_status(server: Server, key: str) -> int:
+    body = {"model": "acme/widget-1", "messages": [{"role": "user", "content": "x"}]}
+    return server.post("/chat/completions", body, key=key).status_code
 
 
 def test_create_key_shape_and_use(server: Server) -> None:
@@ -88,13 +97,22 @@ def test_openrouter_sdk_key_calls(server: Server) -> None:
         assert client.api_keys.get_current_key_metadata().data.label == created.data.label
 
 
-def test_generated_management_key_is_shown_once_and_stored_hashed(sims, tmp_path: Path) -> None:
+def test_generated_management_key_goes_to_a_private_file_never_to_the_output(
+    sims, tmp_path: Path
+) -> None:
     config = shared_config(sims)
-    output = Server(tmp_path, config, management_key=None).stop()
-    generated = next(
-        line.strip() for line in output.splitlines() if line.strip().startswith("sk-cr-v1-")
-    )
-    assert "A management key was generated" in output and "listening on" in output
+    key_file = tmp_path / "data" / "management-key"
+    first = Server(tmp_path, config, management_key=None)
+    try:
+        generated = key_file.read_text().strip()
+        assert generated.startswith("sk-cr-v1-")
+        assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+        first.management_key = generated
+        assert first.create_key("first")["key"].startswith("sk-cr-v1-")
+    finally:
+        output = first.stop()
+    assert "A management key was generated" in output and str(key_file) in output
+    assert "listening on" in output and generated not in output
     database = (tmp_path / "data" / "crossroads.db").read_bytes()
     assert generated.encode() not in database
     assert hashlib.sha256(generated.encode()).hexdigest().encode() in database
@@ -102,18 +120,156 @@ def test_generated_management_key_is_shown_once_and_stored_hashed(sims, tmp_path
     second = Server(tmp_path, config, management_key=None)
     second.management_key = generated
     try:
+        assert key_file.read_text().strip() == generated  # not generated again
         user_key = second.create_key("after restart")["key"]
-        assert (
-            second.post(
-                "/chat/completions",
-                {"model": "acme/widget-1", "messages": [{"role": "user", "content": "x"}]},
-                key=user_key,
-            ).status_code
-            == 200
-        )
+        assert chat_status(second, user_key) == 200
     finally:
         output = second.stop()
     assert "A management key was generated" not in output and generated not in output
+
+
+def test_management_key_rotates_while_the_server_runs(sims, tmp_path: Path) -> None:
+    srv = Server(tmp_path, shared_config(sims), management_key=None)
+    key_file = tmp_path / "data" / "management-key"
+    old = key_file.read_text().strip()
+    srv.management_key = old
+    try:
+        user_key = srv.create_key("survives rotation")["key"]
+        out = subprocess.run(
+            [str(BIN), "keys", "rotate-management", "--data-dir", str(tmp_path / "data")],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert out.returncode == 0, out.stderr
+        new = key_file.read_text().strip()
+        assert new.startswith("sk-cr-v1-") and new != old
+        assert str(key_file) in out.stdout and new not in out.stdout + out.stderr
+        assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+        # the running server sees the rotation at once: the old key is refused everywhere
+        for path in ("/keys", "/key", "/generation?id=gen-none"):
+            r = HTTP.get(srv.base_url + path, headers={"Authorization": f"Bearer {old}"})
+            assert r.status_code == 401, path
+        listed = HTTP.get(srv.base_url + "/keys", headers={"Authorization": f"Bearer {new}"})
+        assert listed.status_code == 200
+        assert "survives rotation" in {k["name"] for k in listed.json()["data"]}
+        me = HTTP.get(srv.base_url + "/key", headers={"Authorization": f"Bearer {new}"})
+        assert me.json()["data"]["is_management_key"] is True
+        srv.management_key = new
+        assert srv.create_key("made with the new key")["key"].startswith("sk-cr-v1-")
+        assert chat_status(srv, user_key) == 200  # API keys are untouched
+    finally:
+        output = srv.stop()
+    assert old not in output and new not in output
+    again = Server(tmp_path, shared_config(sims), management_key=None)  # after a restart too
+    try:
+        assert key_file.read_text().strip() == new
+        r = HTTP.get(again.base_url + "/keys", headers={"Authorization": f"Bearer {old}"})
+        assert r.status_code == 401
+        r = HTTP.get(again.base_url + "/keys", headers={"Authorization": f"Bearer {new}"})
+        assert r.status_code == 200
+    finally:
+        again.stop()
+
+
+BAD_CREATE = [
+    ({"name": 5}, "$.name"),
+    ({"name": False}, "$.name"),
+    ({"name": None}, "$.name"),
+    ({"name": ""}, "'name'"),
+    ({"name": "   "}, "'name'"),
+    ({"name": "x" * 201}, "'name'"),
+    ({"name": "tab\tand\x00nul"}, "'name'"),
+    ({"limit": 10}, "`name`"),
+    ({"name": "x", "creator_user_id": 5}, "$.creator_user_id"),
+    ({"name": "x", "creator_user_id": ""}, "'creator_user_id'"),
+    ({"name": "x", "creator_user_id": "u" * 201}, "'creator_user_id'"),
+    ({"name": "x", "limit": "10"}, "$.limit"),
+    ({"name": "x", "limit": True}, "$.limit"),
+    ({"name": "x", "limit": -1}, "$.limit"),
+    ({"name": "x", "limit_reset": "yearly"}, "$.limit_reset"),
+    ({"name": "x", "limit_reset": 1}, "$.limit_reset"),
+    ({"name": "x", "include_byok_in_limit": "yes"}, "$.include_byok_in_limit"),
+    ({"name": "x", "include_byok_in_limit": None}, "$.include_byok_in_limit"),
+    ({"name": "x", "expires_at": 5}, "$.expires_at"),
+    ({"name": "x", "expires_at": "tomorrow"}, "'expires_at'"),
+    ({"name": "x", "expires_at": "2030-01-01T00:00:00"}, "'expires_at'"),
+    ({"name": "x", "workspace_id": 7}, "$.workspace_id"),
+    ({"name": "x", "workspace_id": "default"}, "Invalid UUID - at `$.workspace_id`"),
+    ({"name": "x", "workspace_id": "0df9e665-d932"}, "Invalid UUID - at `$.workspace_id`"),
+    ({"name": "x", "disabled": True}, "disabled"),  # not a field of a new key
+    ({"name": "x", "colour": "red"}, "colour"),
+    (["name", "x"], "JSON object"),
+    ("x", "JSON object"),
+]
+BAD_PATCH = [
+    ({"name": False}, "$.name"),
+    ({"name": None}, "$.name"),
+    ({"name": 3.5}, "$.name"),
+    ({"name": ""}, "'name'"),
+    ({"name": " \n "}, "'name'"),
+    ({"name": "x" * 201}, "'name'"),
+    ({"disabled": "no"}, "$.disabled"),
+    ({"disabled": None}, "$.disabled"),
+    ({"disabled": 0}, "$.disabled"),
+    ({"limit": "5"}, "$.limit"),
+    ({"limit": -0.5}, "$.limit"),
+    ({"limit": [1]}, "$.limit"),
+    ({"limit_reset": "hourly"}, "$.limit_reset"),
+    ({"include_byok_in_limit": 1}, "$.include_byok_in_limit"),
+    # OpenRouter ignores other fields, and refuses a body without any it takes
+    ({"creator_user_id": "someone", "expires_at": "2030-01-01T00:00:00Z"}, "No update fields"),
+    ({}, "No update fields"),
+    (42, "JSON object"),
+]
+
+
+def test_bad_key_fields_are_400_naming_the_field_and_never_stored(server: Server) -> None:
+    before = HTTP.get(server.base_url + "/keys", headers=mgmt(server)).json()["data"]
+    for body, needle in BAD_CREATE:
+        r = HTTP.post(server.base_url + "/keys", json=body, headers=mgmt(server))
+        assert r.status_code == 400, (body, r.text)
+        assert needle in r.json()["error"]["message"], (body, r.text)
+    target = server.create_key("patch target", limit=2, creator_user_id="user-1")["data"]
+    url = server.base_url + f"/keys/{target['hash']}"
+    for body, needle in BAD_PATCH:
+        r = HTTP.patch(url, json=body, headers=mgmt(server))
+        assert r.status_code == 400, (body, r.text)
+        assert needle in r.json()["error"]["message"], (body, r.text)
+    unchanged = HTTP.get(url, headers=mgmt(server)).json()["data"]
+    assert {k: unchanged[k] for k in ("name", "limit", "disabled", "updated_at")} == {
+        "name": "patch target",
+        "limit": 2,
+        "disabled": False,
+        "updated_at": None,
+    }
+    after = HTTP.get(server.base_url + "/keys", headers=mgmt(server)).json()["data"]
+    assert len(after) == len(before) + 1
+    # every listing still parses in the SDK, whose types follow the OpenAPI spec
+    with OpenRouter(api_key=server.management_key, server_url=server.base_url) as admin:
+        listed = admin.api_keys.list()
+        assert target["hash"] in {k.hash for k in listed.data}
+        assert all(isinstance(k.name, str) and k.name for k in listed.data)
+
+
+def test_good_key_fields_are_normalised(server: Server) -> None:
+    workspace = "0df9e665-d932-5740-b2c7-b52af166bc11"  # a workspace id is a uuid
+    created = server.create_key("  padded name  ", limit=3, workspace_id=workspace)["data"]
+    assert created["name"] == "padded name" and created["limit"] == 3.0
+    url = server.base_url + f"/keys/{created['hash']}"
+    same = HTTP.patch(url, json={"workspace_id": "default"}, headers=mgmt(server)).json()
+    assert same["data"]["updated_at"] is None  # its own workspace: nothing to change
+    changes = {"name": " renamed ", "limit": None, "limit_reset": None, "colour": "red"}
+    patched = HTTP.patch(url, json=changes, headers=mgmt(server)).json()["data"]
+    assert patched["name"] == "renamed" and patched["limit"] is None and "colour" not in patched
+    assert patched["limit_remaining"] is None and patched["updated_at"] is not None
+    longest = server.create_key("n" * 200)["data"]
+    assert longest["name"] == "n" * 200
+    with OpenRouter(api_key=server.management_key, server_url=server.base_url) as admin:
+        updated = admin.api_keys.update(hash=created["hash"], name="from the sdk", disabled=True)
+        assert updated.data.name == "from the sdk" and updated.data.disabled is True
+        names = {k.name for k in admin.api_keys.list(include_disabled="true").data}
+    assert {"from the sdk", "n" * 200} <= names
 
 
 def test_usage_survives_a_restart(sims, tmp_path: Path) -> None:
@@ -131,3 +287,49 @@ def test_usage_survives_a_restart(sims, tmp_path: Path) -> None:
         assert data.json()["data"]["usage"] == cost and data.json()["data"]["usage_daily"] == cost
     finally:
         again.stop()
+
+
+def _listed(server: Server, query: str = "") -> list[str]:
+    r = HTTP.get(server.base_url + "/keys" + query, headers=mgmt(server))
+    assert r.status_code == 200, (query, r.text)
+    return [k["hash"] for k in r.json()["data"]]
+
+
+def test_list_keys_query(server: Server) -> None:
+    """GET /keys: `include_disabled` ("true"/"false"), `offset` (skip that many keys) and
+    `workspace_id` (a uuid; every key here is in the installation's one workspace)."""
+    off = server.create_key("listed but disabled")["data"]["hash"]
+    url = server.base_url + f"/keys/{off}"
+    assert HTTP.patch(url, json={"disabled": True}, headers=mgmt(server)).status_code == 200
+    on = server.create_key("listed")["data"]["hash"]
+    enabled, everything = _listed(server), _listed(server, "?include_disabled=true")
+    assert on in enabled and off not in enabled and {on, off} <= set(everything)
+    assert _listed(server, "?include_disabled=false") == enabled
+    assert _listed(server, "?offset=0") == enabled
+    assert _listed(server, "?offset=1") == enabled[1:]
+    assert _listed(server, "?include_disabled=true&offset=2") == everything[2:]
+    assert _listed(server, f"?offset={len(enabled)}") == []
+    assert _listed(server, "?offset=1000000") == []
+    # the spec's uuid, but not this installation's workspace (WORKSPACE_ID): no keys there
+    assert _listed(server, "?workspace_id=0df9e665-d932-5740-b2c7-b52af166bc11") == []
+
+
+@pytest.mark.parametrize(
+    ("query", "name"),
+    [
+        ("offset=-1", "offset"),
+        ("offset=x", "offset"),
+        ("offset=true", "offset"),
+        ("offset=1.5", "offset"),
+        ("include_disabled=yes", "include_disabled"),
+        ("include_disabled=1", "include_disabled"),
+        ("include_disabled=TRUE", "include_disabled"),
+        ("workspace_id=default", "workspace_id"),
+        ("workspace_id=12345", "workspace_id"),
+    ],
+)
+def test_list_keys_bad_query_is_400(server: Server, query: str, name: str) -> None:
+    r = HTTP.get(server.base_url + "/keys?" + query, headers=mgmt(server))
+    assert r.status_code == 400, r.text
+    assert not check(r.json(), "/keys", "get", 400, "application/json")
+    assert f"Invalid query parameter '{name}'" in r.json()["error"]["message"]

@@ -15,7 +15,7 @@ from pathlib import Path
 import anthropic
 import pytest
 
-from harness import BIN, Server, _stop, _wait, free_port
+from harness import BIN, Output, Server, _stop, _wait, free_port
 
 pytestmark = pytest.mark.local_model
 MODEL = "google/gemma-3-270m"
@@ -31,13 +31,14 @@ def local_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
         proc = subprocess.Popen(
             [str(BIN), "local", "--port", str(port)], stdout=out, stderr=subprocess.STDOUT
         )
+        output = Output(proc)
         try:
-            _wait(
-                f"http://127.0.0.1:{port}/v1/models", proc, timeout=30 * 60
-            )  # the first run compiles llama.cpp
+            _wait(  # the first run compiles llama.cpp
+                f"http://127.0.0.1:{port}/v1/models", proc, output, timeout=30 * 60
+            )
             yield port
         finally:
-            _stop(proc)
+            _stop(proc, output)
 
 
 @pytest.fixture(scope="module")

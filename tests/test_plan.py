@@ -19,9 +19,9 @@ import pytest
 
 from crossroads.catalog import Catalog, Model
 from crossroads.errors import GatewayError
-from crossroads.routing.candidates import eligible_endpoints
+from crossroads.routing.candidates import eligible_endpoints, wants_reasoning
 from crossroads.routing.ordering import order_endpoints
-from crossroads.routing.plan import Plan, plan_request
+from crossroads.routing.plan import MAX_ATTEMPTS, MAX_MODELS, Plan, plan_request
 from crossroads.schema.catalog import DataPolicy, Endpoint, ModelSpec, Provider
 from crossroads.schema.chat import ProviderPreferences, parse_chat_request, request_parameters
 from crossroads.telemetry.stats import LiveStats
@@ -482,6 +482,74 @@ def test_soft_parameter_preferences(catalog: Catalog) -> None:
     assert tags(catalog, provider={"only": ["gamma"]}, response_format=json_mode) == ["gamma"]
 
 
+def add_thinker(catalog: Catalog) -> None:
+    """acme/thinker: alpha 5/5 lists `reasoning`, beta 1/1 does not, gamma 3/3 lists
+    `include_reasoning` only."""
+    endpoints = [
+        ep("alpha", 5, 5, supported_parameters=["max_tokens", "tools", "reasoning"]),
+        ep("beta", 1, 1, supported_parameters=["max_tokens", "tools", "temperature"]),
+        ep("gamma", 3, 3, supported_parameters=["max_tokens", "include_reasoning"]),
+    ]
+    spec = ModelSpec(id="acme/thinker", endpoints=endpoints)
+    catalog.add(Model.build(spec, catalog.providers, created=0))
+
+
+@pytest.mark.parametrize(
+    ("fields", "expected"),
+    [
+        ({}, ["beta", "gamma", "alpha"]),
+        ({"reasoning": {"effort": "high"}}, ["gamma", "alpha"]),
+        ({"reasoning": {"max_tokens": 100}}, ["gamma", "alpha"]),
+        ({"reasoning": {"enabled": True}}, ["gamma", "alpha"]),
+        ({"reasoning": {"exclude": True}}, ["gamma", "alpha"]),
+        ({"reasoning_effort": "low"}, ["gamma", "alpha"]),
+        ({"include_reasoning": True}, ["gamma", "alpha"]),
+        ({"reasoning": {}}, ["beta", "gamma", "alpha"]),
+        ({"reasoning": {"enabled": False}}, ["beta", "gamma", "alpha"]),
+        ({"reasoning": {"effort": "none"}}, ["beta", "gamma", "alpha"]),
+        ({"reasoning_effort": "none"}, ["beta", "gamma", "alpha"]),
+    ],
+)
+def test_reasoning_prefers_endpoints_that_list_it(
+    catalog: Catalog, fields: dict[str, Any], expected: list[str]
+) -> None:
+    add_thinker(catalog)
+    body = {"model": "acme/thinker", "provider": {"sort": "price"}, **fields}
+    assert tags(catalog, **body) == expected
+    request = parse_chat_request({"messages": [{"role": "user", "content": "x"}], **fields})
+    assert wants_reasoning(request) is (expected != ["beta", "gamma", "alpha"])
+
+
+def test_reasoning_comes_after_tools_and_never_empties_the_list(catalog: Catalog) -> None:
+    add_thinker(catalog)
+    by_price = {"sort": "price"}
+    reasoning = {"effort": "high"}
+    # tools first (gamma cannot call them), then reasoning among those left
+    assert tags(catalog, model="acme/thinker", provider=by_price, tools=TOOLS) == ["beta", "alpha"]
+    assert tags(
+        catalog, model="acme/thinker", provider=by_price, tools=TOOLS, reasoning=reasoning
+    ) == ["alpha"]
+    # only beta left, which cannot reason: it still serves, the preference drops nothing
+    only_beta = {"only": ["beta"]}
+    assert tags(catalog, model="acme/thinker", provider=only_beta, reasoning=reasoning) == ["beta"]
+    # the trio's endpoints list no reasoning at all: the request is routed as before
+    assert sorted(tags(catalog, reasoning=reasoning)) == ["alpha", "beta", "gamma"]
+
+
+def test_require_parameters_treats_reasoning_fields_as_one_family(catalog: Catalog) -> None:
+    add_thinker(catalog)
+    required = {"sort": "price", "require_parameters": True}
+    for fields in (
+        {"reasoning_effort": "high"},
+        {"reasoning": {"effort": "low"}},
+        {"include_reasoning": True},
+    ):
+        assert tags(catalog, model="acme/thinker", provider=required, **fields) == [
+            "gamma",
+            "alpha",
+        ]
+
+
 def test_eligible_endpoints_directly(catalog: Catalog) -> None:
     body = {
         "model": "acme/trio",
@@ -519,6 +587,41 @@ def test_models_fallback_list_keeps_request_order(catalog: Catalog) -> None:
     # a model whose filters leave nothing is skipped for the next one
     plan = make_plan(catalog, model="acme/backup", models=["acme/trio"], provider={"zdr": True})
     assert [e.id for e in plan.endpoints] == ["acme/trio@alpha"]
+
+
+def test_models_take_at_most_three_fallbacks_each_tried_once(catalog: Catalog) -> None:
+    error = failure(catalog, models=["acme/trio", "acme/backup", "acme/mixed", "acme/open"])
+    assert error.status == 400 and f"at most {MAX_MODELS}" in error.message
+    # fifty copies are refused before anything is resolved, not tried fifty times
+    assert failure(catalog, models=["acme/backup"] * 50).status == 400
+    plan = make_plan(catalog, model="acme/backup", models=["acme/backup", "acme/trio", "acme/trio"])
+    assert plan.requested == ["acme/backup", "acme/trio"]
+    assert [e.id for e in plan.endpoints].count("acme/backup@delta") == 1
+    assert len(plan.endpoints) == 4
+
+
+def test_a_plan_holds_at_most_max_attempts_endpoints(catalog: Catalog) -> None:
+    wide = []
+    for i in range(MAX_ATTEMPTS + 2):
+        catalog.providers[f"p{i:02}"] = provider(f"p{i:02}")
+        wide.append(ep(f"p{i:02}", 1 + i, 1 + i))
+    catalog.add(
+        Model.build(ModelSpec(id="acme/wide", endpoints=wide), catalog.providers, created=0)
+    )
+    order = tags(catalog, model="acme/wide", provider={"sort": "price"})
+    assert order == [f"p{i:02}" for i in range(MAX_ATTEMPTS)]  # the cheapest ten
+    across = make_plan(
+        catalog,
+        model="acme/trio",
+        models=["acme/wide"],
+        provider={"sort": "price"},
+    )
+    assert [e.id for e in across.endpoints] == [
+        "acme/trio@alpha",
+        "acme/trio@beta",
+        "acme/trio@gamma",
+        *(f"acme/wide@p{i:02}" for i in range(MAX_ATTEMPTS - 3)),
+    ]
 
 
 def test_partition_none_sorts_across_models(catalog: Catalog) -> None:

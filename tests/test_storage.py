@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import asyncpg
+import orjson
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -18,6 +19,7 @@ from conftest import shared_config
 from crossroads.accounting.keys import KeyRing, period_starts
 from crossroads.schema.generation import GenerationRecord
 from crossroads.storage import GenerationStore, KeyStore, make_engine, migrate, tables
+from crossroads.telemetry.journal import Journal
 from crossroads.telemetry.recorder import Recorder
 from harness import Server
 
@@ -130,11 +132,11 @@ async def test_recorder_retries_a_failed_batch(database_url: str) -> None:
     class Flaky(GenerationStore):
         failures = 1
 
-        async def insert_many(self, records: Sequence[GenerationRecord]) -> None:
+        async def insert_many(self, rows: Sequence[Mapping[str, Any]]) -> None:
             if self.failures:
                 self.failures -= 1
                 raise ConnectionError("database went away")
-            await super().insert_many(records)
+            await super().insert_many(rows)
 
     store = Flaky(engine)
     recorder = Recorder(store, interval=0.01)
@@ -153,24 +155,200 @@ async def test_records_survive_a_database_outage_at_shutdown(
     await migrate(engine)
 
     class Down(GenerationStore):
-        async def insert_many(self, records: Sequence[GenerationRecord]) -> None:
+        async def insert_many(self, rows: Sequence[Mapping[str, Any]]) -> None:
             raise ConnectionError("database is down")
 
-    spool = tmp_path / "spool.jsonl"
-    recorder = Recorder(Down(engine), interval=60, spool=spool)
+    root = tmp_path / "journal"
+    recorder = Recorder(Down(engine), journal=Journal(root), interval=60)
     await recorder.start()
     for n in range(3):
         recorder.submit(record(n))
     await recorder.close(retries=1)
-    assert len(spool.read_bytes().splitlines()) == 3
+    left = list(root.glob("*/*.jsonl"))
+    assert sum(len(p.read_bytes().splitlines()) for p in left) == 3
 
     store = GenerationStore(engine)
-    restarted = Recorder(store, interval=60, spool=spool)
+    restarted = Recorder(store, journal=Journal(root), interval=60)
     await restarted.start()
-    assert await count(engine) == 3 and not spool.exists()
+    assert await count(engine) == 3 and not any(p.exists() for p in left)
     assert (await store.get("gen-test-2")).attempts[0]["provider_name"] == "Alpha"
     await restarted.close()
+    assert list(root.iterdir()) == []  # nothing pending: the directory is gone
     await engine.dispose()
+
+
+async def test_the_old_shutdown_spool_is_replayed(database_url: str, tmp_path: Path) -> None:
+    """A spool file written by the previous version is written at start, then removed."""
+    engine = make_engine(database_url)
+    await migrate(engine)
+    spool = tmp_path / "unwritten-generations.jsonl"
+    spool.write_bytes(b"".join(orjson.dumps(record(n).to_row()) + b"\n" for n in range(4)))
+    recorder = Recorder(
+        GenerationStore(engine), journal=Journal(tmp_path / "journal", adopt=[spool])
+    )
+    await recorder.start()
+    assert await count(engine) == 4 and not spool.exists()
+    await recorder.close()
+    await engine.dispose()
+
+
+class Unfitted(GenerationStore):
+    """Inserts rows as they come, the way the recorder did before rows were fitted: the
+    database's own refusals reach the recorder."""
+
+    def prepare(self, row: Mapping[str, Any]) -> dict[str, Any]:
+        return dict(row)
+
+
+def refused_by(database_url: str) -> dict[str, Any]:
+    """A value this database refuses: the two failures found in testing."""
+    if database_url.startswith("postgresql"):
+        return {"app_title": "t" * 201}  # String(200)
+    return {"tokens_prompt": 18446744073709551615}  # past SQLite's 64-bit INTEGER
+
+
+async def test_a_refused_row_is_quarantined_and_the_rest_written(
+    database_url: str, tmp_path: Path
+) -> None:
+    engine = make_engine(database_url)
+    await migrate(engine)
+    quarantine = tmp_path / "rejected.jsonl"
+    recorder = Recorder(Unfitted(engine), quarantine=quarantine, interval=60, batch_size=100)
+    await recorder.start()
+    for n in range(250):
+        row = record(n)
+        if n == 137:
+            for name, value in refused_by(database_url).items():
+                setattr(row, name, value)
+        recorder.submit(row)
+    assert await recorder.flush()
+    assert await count(engine) == 249
+    stats = recorder.stats()
+    assert stats.rows_rejected == 1 and stats.rows_written == 249 and stats.queue_depth == 0
+    (entry,) = [orjson.loads(line) for line in quarantine.read_bytes().splitlines()]
+    assert entry["row"]["id"] == "gen-test-137" and entry["error"]
+    # the writer is not stuck: later records go through
+    recorder.submit(record(1000))
+    assert await recorder.flush() and await count(engine) == 250
+    await recorder.close()
+    await engine.dispose()
+
+
+async def test_rows_are_fitted_to_their_columns(database_url: str, tmp_path: Path) -> None:
+    """The same values through the real store: stored within the columns' limits."""
+    engine = make_engine(database_url)
+    await migrate(engine)
+    store = GenerationStore(engine)
+    recorder = Recorder(store, quarantine=tmp_path / "rejected.jsonl", interval=60)
+    await recorder.start()
+    row = record(1)
+    row.app_title, row.tokens_prompt = "t" * 201 + "\x00", 18446744073709551615
+    row.tokens_completion = -(2**70)
+    recorder.submit(row)
+    assert (await recorder.get("gen-test-1")).tokens_prompt == 2**31 - 1  # as it will be stored
+    assert await recorder.flush()
+    stored = await store.get("gen-test-1")
+    assert stored.app_title == "t" * 200
+    assert (stored.tokens_prompt, stored.tokens_completion) == (2**31 - 1, -(2**31))
+    assert recorder.stats().rows_rejected == 0 and not (tmp_path / "rejected.jsonl").exists()
+    await recorder.close()
+    await engine.dispose()
+
+
+async def test_a_row_refused_even_when_fitted_is_quarantined(
+    database_url: str, tmp_path: Path
+) -> None:
+    engine = make_engine(database_url)
+    await migrate(engine)
+    quarantine = tmp_path / "rejected.jsonl"
+    recorder = Recorder(GenerationStore(engine), quarantine=quarantine, interval=60)
+    await recorder.start()
+    broken = record(2)
+    broken.model = None  # NOT NULL
+    for row in (record(1), broken, record(3)):
+        recorder.submit(row)
+    assert await recorder.flush()
+    assert await count(engine) == 2 and recorder.stats().rows_rejected == 1
+    (entry,) = [orjson.loads(line) for line in quarantine.read_bytes().splitlines()]
+    assert entry["row"]["id"] == "gen-test-2" and "model" in entry["error"]
+    await recorder.close()
+    await engine.dispose()
+
+
+async def test_a_full_queue_spills_to_the_journal(database_url: str, tmp_path: Path) -> None:
+    """While the database is away, memory holds at most `max_pending` rows; the rest wait in
+    the journal, and all of them are written when the database is back."""
+    engine = make_engine(database_url)
+    await migrate(engine)
+
+    class Away(GenerationStore):
+        down = True
+
+        async def insert_many(self, rows: Sequence[Mapping[str, Any]]) -> None:
+            if self.down:
+                raise ConnectionRefusedError("database is away")
+            await super().insert_many(rows)
+
+    store = Away(engine)
+    recorder = Recorder(store, journal=Journal(tmp_path / "journal"), interval=60, max_pending=50)
+    await recorder.start()
+    for n in range(120):
+        recorder.submit(record(n))
+        if n % 40 == 39:
+            assert not await recorder.flush()
+    stats = recorder.stats()
+    assert stats.queue_depth == 120 and stats.rows_spilled >= 70 and stats.write_failures >= 3
+    assert stats.segments_pending >= 1
+    store.down = False
+    assert await recorder.flush()
+    assert await count(engine) == 120 and recorder.stats().queue_depth == 0
+    assert recorder.stats().segments_pending == 0
+    assert not list((tmp_path / "journal").glob("*/*.jsonl"))
+    await recorder.close()
+    await engine.dispose()
+
+
+async def test_unreadable_journal_lines_do_not_stop_the_replay(
+    database_url: str, tmp_path: Path
+) -> None:
+    """What a crash or a disk left behind: a cut line, garbage, an unknown field, a line
+    that is not an object; the good lines are written, the others quarantined."""
+    engine = make_engine(database_url)
+    await migrate(engine)
+    orphan = tmp_path / "journal" / "4242-deadbeef"
+    orphan.mkdir(parents=True)
+    good = [orjson.dumps(record(n).to_row()) for n in range(5)]
+    unknown = orjson.dumps({**record(9).to_row(), "surprise": 1})
+    lines = [good[0], b"\xff\xfe not json", good[1], b"[1, 2]", unknown, good[2], good[3]]
+    (orphan / "00000001.jsonl").write_bytes(b"\n".join(lines) + b"\n" + good[4][:40])
+    quarantine = tmp_path / "rejected.jsonl"
+    recorder = Recorder(
+        GenerationStore(engine), journal=Journal(tmp_path / "journal"), quarantine=quarantine
+    )
+    await recorder.start()
+    assert await count(engine) == 4 and not orphan.exists()
+    stats = recorder.stats()
+    assert stats.rows_rejected == 4 and stats.rows_written == 4 and stats.queue_depth == 0
+    rejected = [orjson.loads(line) for line in quarantine.read_bytes().splitlines()]
+    assert len(rejected) == 4 and all(entry["line"] and entry["error"] for entry in rejected)
+    await recorder.close()
+    await engine.dispose()
+
+
+def test_a_live_journal_is_not_adopted(tmp_path: Path) -> None:
+    """Two processes on one data folder: each replays only what a dead process left."""
+    live = Journal(tmp_path)
+    assert live.open() == []
+    live.append(b'{"id": "x"}\n')
+    other = Journal(tmp_path)
+    assert other.open() == []  # the live directory is locked
+    assert live.directory is not None and len(list(live.directory.glob("*.jsonl"))) == 1
+    other.close()
+    live.close()  # a segment is left: the directory stays for the next start
+    third = Journal(tmp_path)
+    (adopted,) = third.open()
+    assert adopted.read_bytes() == b'{"id": "x"}\n'
+    third.close()
 
 
 async def test_keys_and_spend(database_url: str) -> None:
@@ -181,13 +359,13 @@ async def test_keys_and_spend(database_url: str) -> None:
     await load(ring, generations)
     token, key = await ring.create("app", limit=10.0, limit_reset="daily")
     now = datetime.now(UTC)
-    await generations.insert_many(
-        [
-            record(1, key=key.hash, cost=0.5, at=now),
-            record(2, key=key.hash, cost=0.25, at=now - timedelta(days=40)),
-            record(3, key=key.hash, cost=0.0, model="openai/gpt-oss-120b:free", at=now),
-        ]
-    )
+    rows = [
+        record(1, key=key.hash, cost=0.5, at=now).to_row(),
+        record(2, key=key.hash, cost=0.25, at=now - timedelta(days=40)).to_row(),
+        record(3, key=key.hash, cost=0.0, model="openai/gpt-oss-120b:free", at=now).to_row(),
+    ]
+    await generations.insert_many(rows)
+    await generations.insert_many(rows)  # written twice (a replayed journal): counted once
     again = KeyRing(keys)
     await load(again, generations)
     loaded = again.authenticate(token)

@@ -7,6 +7,8 @@ OpenRouter's `metadata`. `envelope()` renders `{"error": {"code", "message", "me
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +26,38 @@ _DEFAULT_TYPES = {
     503: "provider_overloaded",
     504: "timeout",
 }
+
+
+REDACTED = "[REDACTED]"
+_VALUE = r"(?:(?:bearer|basic|token)\s+)?[^\s\"'\\,;&{}\[\]]{4,}"  # an optional scheme, a value
+# Credentials as they show up in error text. Providers echo them back.
+_CREDENTIALS = (
+    # a field or header named like a credential, in any notation: `x-api-key: v`,
+    # `"api_key": "v"`, `Authorization: Bearer v`, `{\"password\": \"v\"}`
+    re.compile(
+        r"(?i)\b((?:x-)?(?:goog-)?api[-_]?(?:key|secret)|authorization|(?:access|refresh|id)"
+        r"[-_]token|client[-_]secret|secret[-_]key|password)(\\?[\"']?\s*[:=]\s*\\?[\"']?)" + _VALUE
+    ),
+    # a URL or form parameter: `?key=v`, `&token=v`
+    re.compile(r"(?i)([?&;](?:key|token|secret|sig|signature))(=)[^\s&#\"']{4,}"),
+    # an `Authorization` value on its own
+    re.compile(r"(?i)\b(bearer)(\s+)[A-Za-z0-9._~+/=\-]{6,}"),
+)
+# Tokens shaped like API keys, wherever they are: `sk-...`, `gsk_...`, Google's `AIza...`
+_KEYLIKE = re.compile(
+    r"\b(?:sk|pk|rk|gsk|xai|pplx|hf|r8|nvapi|fw)[-_][A-Za-z0-9_\-]{8,}|\bAIza[0-9A-Za-z_\-]{20,}"
+)
+
+
+def redact(text: str, secrets: Iterable[str | None] = ()) -> str:
+    """`text` without credentials: the given `secrets` verbatim (e.g. a provider's own key),
+    values of credential-named fields and parameters, `Bearer` values, key-like tokens."""
+    for secret in secrets:
+        if secret and len(secret) >= 4:
+            text = text.replace(secret, REDACTED)
+    for pattern in _CREDENTIALS:
+        text = pattern.sub(lambda m: f"{m.group(1)}{m.group(2)}{REDACTED}", text)
+    return _KEYLIKE.sub(REDACTED, text)
 
 
 class GatewayError(Exception):

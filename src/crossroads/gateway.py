@@ -28,6 +28,7 @@ from crossroads.routing.executor import Executor
 from crossroads.routing.run import Sinks
 from crossroads.settings import Settings
 from crossroads.storage import GenerationStore, KeyStore, make_engine, migrate
+from crossroads.telemetry.journal import Journal
 from crossroads.telemetry.recorder import Recorder
 from crossroads.telemetry.stats import LiveStats
 
@@ -60,13 +61,15 @@ class Gateway:
         adapters = builtin_adapters()
         catalog = load_catalog(config, adapters=adapters, created=created)
         engine = make_engine(settings.database_url)
-        client = UpstreamClient()
+        client = UpstreamClient(limits=settings.upstream_limits())
         stats = LiveStats()
         keys = KeyRing(KeyStore(engine))
-        recorder = Recorder(
+        data = Path(settings.data_dir)
+        recorder = Recorder(  # the old shutdown spool is replayed like a journal segment
             GenerationStore(engine),
+            journal=Journal(data / "journal", adopt=[data / "unwritten-generations.jsonl"]),
+            quarantine=data / "rejected-generations.jsonl",
             interval=settings.recorder_interval_seconds,
-            spool=Path(settings.data_dir) / "unwritten-generations.jsonl",
         )
         rng = random.Random(settings.routing_seed)
         sinks = Sinks(providers=catalog.providers, stats=stats, spend=keys, records=recorder)
@@ -87,6 +90,7 @@ class Gateway:
 
     async def start(self) -> None:
         await migrate(self.engine)
+        await self.recorder.start()  # replays the journal: spend below counts those records
         starts = period_starts(datetime.now(UTC))
         spend = await GenerationStore(self.engine).spend_by_key(starts)
         await self.keys.load(spend=spend, starts=starts)
@@ -98,7 +102,6 @@ class Gateway:
             token, _ = await self.keys.create("management", is_management=True)
             self.generated_management_key = token
         await self.client.start()
-        await self.recorder.start()
         await self.discover()
         self._discovery = asyncio.create_task(self._rediscover(), name="crossroads-discovery")
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from crossroads.errors import ConfigError
+from crossroads.providers.http import UpstreamLimits
 
 _ENV_PREFIX = "CROSSROADS_"
 
@@ -28,10 +29,25 @@ class Settings:
     recorder_interval_seconds: float = 0.25
     discovery_interval_seconds: float = 30.0  # how often local servers are probed again
     log_level: str = "warning"
+    # What a provider may send: a whole answer, one stream event (bytes); how long a stream
+    # may run, and stay silent between events (seconds; a provider's `timeout_seconds` lowers
+    # the silence it is allowed). Past any of them the attempt fails as the provider's fault.
+    upstream_max_body_bytes: int = 16 * 1024 * 1024
+    upstream_max_event_bytes: int = 1024 * 1024
+    upstream_stream_timeout_seconds: float = 1800.0
+    upstream_idle_timeout_seconds: float = 300.0
 
     @property
     def database_url(self) -> str:
         return self.database or f"sqlite:///{Path(self.data_dir) / 'crossroads.db'}"
+
+    def upstream_limits(self) -> UpstreamLimits:
+        return UpstreamLimits(
+            max_body_bytes=self.upstream_max_body_bytes,
+            max_event_bytes=self.upstream_max_event_bytes,
+            stream_seconds=self.upstream_stream_timeout_seconds,
+            idle_seconds=self.upstream_idle_timeout_seconds,
+        )
 
     @classmethod
     def load(
@@ -63,4 +79,6 @@ class Settings:
                 setattr(settings, name, kind(value) if not isinstance(value, kind) else value)
             except (TypeError, ValueError):
                 raise ConfigError(f"setting {name}: cannot use {value!r}") from None
+            if name.startswith("upstream_") and not 0 < getattr(settings, name) < float("inf"):
+                raise ConfigError(f"setting {name}: must be a positive number, not {value!r}")
         return settings

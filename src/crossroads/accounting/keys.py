@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 KEY_PREFIX = "sk-cr-v1-"
-WORKSPACE_ID = "default"  # one workspace per installation
+WORKSPACE_ID = str(uuid.uuid5(uuid.NAMESPACE_URL, "crossroads:default-workspace"))  # the one
 
 
 def hash_key(key: str) -> str:
@@ -93,6 +94,18 @@ class ApiKey:
     def expired(self, now: datetime) -> bool:
         return self.expires_at is not None and _aware(self.expires_at) <= now
 
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> ApiKey:
+        """A stored key. Text columns are read as text even if an older version stored another
+        type there, so that one bad row cannot break every listing of the keys."""
+        values = dict(row)
+        values["name"] = str(values["name"])
+        if values.get("creator_user_id") is not None:
+            values["creator_user_id"] = str(values["creator_user_id"])
+        if values.get("limit_reset") not in (None, "daily", "weekly", "monthly"):
+            values["limit_reset"] = None
+        return cls(**values)
+
     def public(self) -> dict[str, Any]:
         """OpenRouter's key object (`/keys`)."""
         spent = self.usage.periods[self.limit_reset] if self.limit_reset else self.usage.total
@@ -141,6 +154,7 @@ class KeyRing:
     def __init__(self, store: KeyRows) -> None:
         self._store = store
         self._keys: dict[str, ApiKey] = {}
+        self._ephemeral: set[str] = set()  # hashes of keys that are not stored
 
     async def load(
         self, *, spend: Mapping[str, Mapping[str, float]], starts: Mapping[str, datetime]
@@ -150,8 +164,10 @@ class KeyRing:
         `spend` is the records' sum per key hash since each of `starts` (see `period_starts`),
         all time (`total`), and `free_requests_today`.
         """
+        ephemeral = {h: self._keys[h] for h in self._ephemeral if h in self._keys}
         rows = await self._store.all()
-        self._keys = {r["hash"]: ApiKey(**r) for r in rows}
+        self._keys = {r["hash"]: ApiKey.from_row(r) for r in rows}
+        self._keys.update({h: k for h, k in ephemeral.items() if h not in self._keys})
         for key_hash, spent in spend.items():
             if key_hash in self._keys:
                 usage = self._keys[key_hash].usage
@@ -181,10 +197,38 @@ class KeyRing:
             hash_key(token), name, mask_key(token), datetime.now(UTC), is_management=is_management
         )
         self._keys[key.hash] = key
+        self._ephemeral.add(key.hash)
         return key
 
     def has_stored_management_key(self) -> bool:
-        return any(k.is_management for k in self._keys.values())
+        return any(k.is_management and h not in self._ephemeral for h, k in self._keys.items())
+
+    def is_current(self, token: str) -> bool:
+        """Whether this process's view of `token` cannot be stale: it is a known API key or a
+        key from the environment. Management keys are stored, and may be rotated by another
+        process (`crossroads keys rotate-management`): see `reload_management`."""
+        key_hash = hash_key(token)
+        key = self._keys.get(key_hash)
+        return key is not None and (not key.is_management or key_hash in self._ephemeral)
+
+    async def reload_management(self) -> None:
+        """The stored management keys as they are now in the store: a rotation made by another
+        process takes effect (the new key works, the old one stops working)."""
+        stored = {r["hash"]: r for r in await self._store.all() if r["is_management"]}
+        for key_hash, key in list(self._keys.items()):
+            if key.is_management and key_hash not in self._ephemeral and key_hash not in stored:
+                del self._keys[key_hash]
+        for key_hash, row in stored.items():
+            self._keys.setdefault(key_hash, ApiKey.from_row(row))
+
+    async def rotate_management(self) -> str:
+        """A new stored management key, returned once; every other stored management key is
+        deleted. Keys from the environment are not stored and stay as they are."""
+        token, new = await self.create("management", is_management=True)
+        for key_hash, key in list(self._keys.items()):
+            if key.is_management and key_hash not in self._ephemeral and key_hash != new.hash:
+                await self.delete(key)
+        return token
 
     async def create(
         self, name: str, *, is_management: bool = False, **fields: Any

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from starlette.routing import BaseRoute, Mount, Route
 
-from crossroads.api import accounts, catalog, chat, completions
+from crossroads.api import accounts, catalog, chat, completions, health, openapi
 from crossroads.api.messages import messages
 from crossroads.api.responses import responses
 
@@ -26,9 +26,11 @@ def _routes() -> list[BaseRoute]:
         Route("/keys", accounts.list_keys, methods=["GET"]),
         Route("/keys", accounts.create_key, methods=["POST"]),
         Route("/keys/{hash}", accounts.one_key, methods=["GET", "PATCH", "DELETE"]),
+        Route("/openapi.json", openapi.openapi_document, methods=["GET"]),
     ]
 
 
 def api_routes() -> list[BaseRoute]:
     routes = _routes()
-    return [Mount("/api/v1", routes=routes), Mount("/v1", routes=routes)]
+    health_route = Route("/health", health.health, methods=["GET"])  # no key; at the root
+    return [health_route, Mount("/api/v1", routes=routes), Mount("/v1", routes=routes)]

@@ -2,21 +2,39 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any, Literal
+from uuid import UUID
 
+import msgspec
+from msgspec import UNSET, Meta, Struct, UnsetType
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.requests import Request
 from starlette.responses import Response
 
-from crossroads.api.http import JSON, authenticate, gateway_of, read_json
+from crossroads.accounting.keys import WORKSPACE_ID, ApiKey
+from crossroads.api.http import (
+    CONTROL_CHARACTERS,
+    JSON,
+    KeyKind,
+    authenticate,
+    bearer_token,
+    column_length,
+    gateway_of,
+    parse_query,
+    read_json,
+)
 from crossroads.errors import GatewayError
+from crossroads.schema.chat import validated
+from crossroads.storage.tables import api_keys
 
-_RESETS = (None, "daily", "weekly", "monthly")
+log = logging.getLogger(__name__)
 _MAX_BODY = 65536  # a key's fields
 
 
 async def get_generation(request: Request) -> Response:
-    key = authenticate(request, kind="any")
+    key = await _authenticate(request, kind="any")
     generation_id = request.query_params.get("id")
     if not generation_id:
         raise GatewayError(400, "Query parameter 'id' is required")
@@ -27,7 +45,7 @@ async def get_generation(request: Request) -> Response:
 
 
 async def current_key(request: Request) -> Response:
-    key = authenticate(request, kind="any")
+    key = await _authenticate(request, kind="any")
     data = key.public()
     data.update(
         is_management_key=key.is_management,
@@ -48,63 +66,132 @@ async def current_key(request: Request) -> Response:
     return JSON({"data": data})
 
 
-def _key_fields(body: Any, *, creating: bool) -> dict[str, Any]:
-    if not isinstance(body, dict):
-        raise GatewayError(400, "Request body must be a JSON object")
-    allowed = {
-        "name",
-        "limit",
-        "limit_reset",
-        "include_byok_in_limit",
-        "expires_at",
-        "creator_user_id",
-    }
-    if not creating:
-        allowed = (allowed - {"expires_at", "creator_user_id"}) | {"disabled"}
-    unknown = set(body) - allowed - {"workspace_id"}
-    if unknown:
-        raise GatewayError(400, f"Unknown fields: {sorted(unknown)}")
-    fields = {k: v for k, v in body.items() if k in allowed}
-    if creating and not (isinstance(fields.get("name"), str) and fields["name"].strip()):
-        raise GatewayError(400, "'name' is required and must be a non-empty string")
-    limit = fields.get("limit")
-    if limit is not None and (
-        not isinstance(limit, (int, float)) or isinstance(limit, bool) or limit < 0
-    ):
-        raise GatewayError(400, "'limit' must be a non-negative number or null")
-    if fields.get("limit_reset") not in _RESETS:
-        raise GatewayError(400, "'limit_reset' must be daily, weekly, monthly or null")
-    if fields.get("expires_at") is not None:
-        try:
-            expires = datetime.fromisoformat(str(fields["expires_at"]).replace("Z", "+00:00"))
-        except ValueError:
-            raise GatewayError(400, "'expires_at' must be an ISO 8601 timestamp") from None
-        offset = expires.utcoffset()
-        if offset is None or offset.total_seconds() != 0:
-            raise GatewayError(400, "'expires_at' must be in UTC")
-        fields["expires_at"] = expires
-    for flag in ("include_byok_in_limit", "disabled"):
-        if flag in fields and not isinstance(fields[flag], bool):
-            raise GatewayError(400, f"'{flag}' must be a boolean")
+Reset = Literal["daily", "weekly", "monthly"]
+Limit = Annotated[float, Meta(ge=0)]
+_NAME_LENGTH = column_length(api_keys.c.name)
+_USER_LENGTH = column_length(api_keys.c.creator_user_id)
+
+
+class CreateKeyRequest(Struct, forbid_unknown_fields=True):
+    """OpenRouter's `createKeys` body."""
+
+    name: str
+    limit: Limit | None = None
+    limit_reset: Reset | None = None
+    include_byok_in_limit: bool = False
+    expires_at: str | None = None  # ISO 8601, in UTC
+    creator_user_id: str | None = None
+    workspace_id: UUID | None = None  # one workspace here: checked, accepted, not stored
+
+
+class UpdateKeyRequest(Struct):
+    """OpenRouter's `updateKeys` body; a field left out is left as it is. As OpenRouter
+    documents, other fields are ignored, and a body with none of these is refused."""
+
+    name: str | UnsetType = UNSET
+    disabled: bool | UnsetType = UNSET
+    limit: Limit | None | UnsetType = UNSET
+    limit_reset: Reset | None | UnsetType = UNSET
+    include_byok_in_limit: bool | UnsetType = UNSET
+    workspace_id: str | None | UnsetType = UNSET
+
+
+def _text(value: str, field: str, limit: int) -> str:
+    """A stored text field: stripped, not empty, no control characters, at most `limit`."""
+    value = value.strip()
+    if not value:
+        raise GatewayError(400, f"'{field}' must be a non-empty string")
+    if CONTROL_CHARACTERS.search(value):
+        raise GatewayError(400, f"'{field}' must not contain control characters")
+    if len(value) > limit:
+        raise GatewayError(400, f"'{field}' is longer than {limit} characters")
+    return value
+
+
+def _expiry(value: str) -> datetime:
+    try:
+        expires = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise GatewayError(400, "'expires_at' must be an ISO 8601 timestamp") from None
+    offset = expires.utcoffset()
+    if offset is None or offset.total_seconds() != 0:
+        raise GatewayError(400, "'expires_at' must be in UTC")
+    return expires
+
+
+def _create_fields(body: Any) -> dict[str, Any]:
+    request = validated(body, CreateKeyRequest)
+    fields = msgspec.structs.asdict(request)
+    del fields["workspace_id"]
+    fields["name"] = _text(request.name, "name", _NAME_LENGTH)
+    if request.creator_user_id is not None:
+        fields["creator_user_id"] = _text(request.creator_user_id, "creator_user_id", _USER_LENGTH)
+    if request.expires_at is not None:
+        fields["expires_at"] = _expiry(request.expires_at)
     return fields
 
 
+def _update_fields(body: Any) -> dict[str, Any]:
+    """The fields to change; empty when the body only names the key's workspace (a no-op)."""
+    request = validated(body, UpdateKeyRequest)
+    fields = {k: v for k, v in msgspec.structs.asdict(request).items() if v is not UNSET}
+    if not fields:
+        raise GatewayError(400, "No update fields provided")
+    fields.pop("workspace_id", None)
+    if isinstance(request.name, str):
+        fields["name"] = _text(request.name, "name", _NAME_LENGTH)
+    return fields
+
+
+async def _management_key(request: Request) -> ApiKey:
+    """The caller's management key, as stored now (see `_authenticate`)."""
+    return await _authenticate(request, kind="management")
+
+
+async def _authenticate(request: Request, *, kind: KeyKind) -> ApiKey:
+    """`authenticate`, where a management key is checked against the store first: the
+    management key may have been rotated by another process (`crossroads keys
+    rotate-management`). An API key, the common case, is checked in memory only."""
+    token = bearer_token(request)
+    keys = gateway_of(request).keys
+    if token and not keys.is_current(token):
+        try:
+            await keys.reload_management()
+        except (SQLAlchemyError, OSError) as exc:  # keep this process's view meanwhile
+            log.warning("cannot reload the management keys: %s", exc)
+    return authenticate(request, kind=kind)
+
+
 async def create_key(request: Request) -> Response:
-    authenticate(request, kind="management")
-    fields = _key_fields(await read_json(request, _MAX_BODY), creating=True)
-    token, key = await gateway_of(request).keys.create(fields.pop("name").strip(), **fields)
+    await _management_key(request)
+    fields = _create_fields(await read_json(request, _MAX_BODY))
+    token, key = await gateway_of(request).keys.create(fields.pop("name"), **fields)
     return JSON({"data": key.public(), "key": token}, status_code=201)
 
 
+class KeysQuery(Struct, kw_only=True):
+    """The query of `GET /keys` (OpenRouter's `list`), with the spec's types and bounds."""
+
+    include_disabled: Literal["true", "false"] = "false"
+    offset: Annotated[int, Meta(ge=0)] | None = None
+    workspace_id: UUID | None = None
+
+
 async def list_keys(request: Request) -> Response:
-    authenticate(request, kind="management")
-    include_disabled = request.query_params.get("include_disabled") == "true"
-    keys = [k for k in gateway_of(request).keys.list() if include_disabled or not k.disabled]
-    return JSON({"data": [k.public() for k in keys]})
+    await _management_key(request)
+    query = parse_query(request.query_params, KeysQuery)
+    keys = [
+        k
+        for k in gateway_of(request).keys.list()
+        if query.include_disabled == "true" or not k.disabled
+    ]
+    if query.workspace_id is not None and str(query.workspace_id) != WORKSPACE_ID:
+        keys = []  # every key is in this installation's one workspace
+    return JSON({"data": [k.public() for k in keys[query.offset or 0 :]]})
 
 
 async def one_key(request: Request) -> Response:
-    authenticate(request, kind="management")
+    await _management_key(request)
     keys = gateway_of(request).keys
     key = keys.get(request.path_params["hash"])
     if key is None or key.is_management:
@@ -113,6 +200,7 @@ async def one_key(request: Request) -> Response:
         await keys.delete(key)
         return JSON({"deleted": True})
     if request.method == "PATCH":
-        fields = _key_fields(await read_json(request, _MAX_BODY), creating=False)
-        key = await keys.update(key, **fields)
+        fields = _update_fields(await read_json(request, _MAX_BODY))
+        if fields:
+            key = await keys.update(key, **fields)
     return JSON({"data": key.public()})

@@ -3,10 +3,16 @@ and the one rendering of a `GatewayError` (see `render_error`)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, Literal
+import asyncio
+import contextlib
+import math
+import re
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, Literal, TypeVar
 
+import msgspec
 import orjson
+import sqlalchemy as sa
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -15,6 +21,17 @@ from crossroads.errors import GatewayError
 from crossroads.gateway import Gateway
 
 ErrorBody = Callable[[GatewayError], dict[str, Any]]
+T = TypeVar("T")
+Q = TypeVar("Q", bound=msgspec.Struct)
+CLIENT_CLOSED = 499  # nginx's "client closed request": nobody reads it, but logs do
+CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f]")  # C0, DEL and C1
+
+
+def column_length(column: sa.Column[Any]) -> int:
+    """How many characters a text column stores: client text is bounded by the schema."""
+    kind = column.type
+    assert isinstance(kind, sa.String) and kind.length is not None, column
+    return kind.length
 
 
 class JSON(Response):
@@ -52,6 +69,31 @@ async def read_json(request: Request, max_bytes: int) -> Any:
         return orjson.loads(b"".join(chunks))
     except orjson.JSONDecodeError as exc:
         raise GatewayError(400, f"Request body is not valid JSON: {exc}") from None
+
+
+async def _disconnected(request: Request) -> None:
+    """Return once the client has gone away. Call only after the body was read: from then
+    on the ASGI `receive` channel blocks until `http.disconnect`."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
+async def unless_disconnected(request: Request, work: Awaitable[T]) -> T:
+    """`work`'s result; if the client disconnects first, `work` is cancelled (its cleanup
+    runs to the end) and a 499 `GatewayError` is raised for a response nobody reads."""
+    task = asyncio.ensure_future(work)
+    watcher = asyncio.ensure_future(_disconnected(request))
+    try:
+        await asyncio.wait((task, watcher), return_when=asyncio.FIRST_COMPLETED)
+    finally:  # also when this handler itself is cancelled (server shutdown)
+        watcher.cancel()
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+    if task.cancelled():
+        raise GatewayError(CLIENT_CLOSED, "Client closed the request")
+    return task.result()
 
 
 def bearer_token(request: Request, *, x_api_key: bool = False) -> str | None:
@@ -92,3 +134,26 @@ def authenticate(
             "Management keys cannot call inference endpoints; create an API key with POST /keys",
         )
     return key
+
+
+_LOCATION = re.compile(r"^(?P<reason>.*) - at `\$\.(?P<name>[^`]+)`$", re.DOTALL)
+
+
+def parse_query(params: Mapping[str, str], kind: type[Q]) -> Q:
+    """A route's query string as `kind`: strings coerced to the field types (numbers,
+    booleans, uuids) and checked against their bounds. A bad value is a 400 naming the
+    parameter; so is a number that is not finite (`inf`), which no JSON Schema number is."""
+    try:
+        query = msgspec.convert(dict(params), kind, strict=False)
+    except msgspec.ValidationError as exc:
+        found = _LOCATION.match(str(exc))
+        if found is None:
+            raise GatewayError(400, f"Invalid query: {exc}") from None
+        # a parameter is absent when left out: "null" is no type to ask of a query string
+        name, reason = found.group("name"), found.group("reason").replace(" | null", "")
+        raise GatewayError(400, f"Invalid query parameter '{name}': {reason}") from None
+    for name in kind.__struct_fields__:
+        value = getattr(query, name)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise GatewayError(400, f"Invalid query parameter '{name}': Expected a finite number")
+    return query

@@ -16,11 +16,32 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from crossroads.api.http import JSON, authenticate, read_json
+from crossroads.api.http import (
+    CONTROL_CHARACTERS,
+    JSON,
+    authenticate,
+    column_length,
+    read_json,
+    unless_disconnected,
+)
 from crossroads.api.sse import ChatEncoder, Encoder, SSEStream
 from crossroads.errors import GatewayError
 from crossroads.routing.context import RequestContext
 from crossroads.schema.chat import parse_chat_request
+from crossroads.storage.tables import generations
+
+
+def attribution(value: str | None, *, limit: int) -> str | None:
+    """A client-supplied attribution header as stored: UTF-8 where the bytes are (headers
+    arrive decoded as Latin-1), without control characters, at most `limit` characters."""
+    if value is None:
+        return None
+    try:
+        value = value.encode("latin-1").decode("utf-8")
+    except (UnicodeEncodeError, UnicodeDecodeError):
+        pass  # not UTF-8: keep the Latin-1 reading
+    value = CONTROL_CHARACTERS.sub("", value).strip()[:limit]
+    return value or None
 
 
 def new_generation_id() -> str:
@@ -28,13 +49,22 @@ def new_generation_id() -> str:
 
 
 def request_context(request: Request, api_key_hash: str | None) -> RequestContext:
+    """Who asks: the attribution headers, bounded to what the generations table stores."""
     headers = request.headers
+    title_limit = column_length(generations.c.app_title)
+    title = attribution(headers.get("x-openrouter-title"), limit=title_limit) or attribution(
+        headers.get("x-title"), limit=title_limit
+    )
     return RequestContext(
         generation_id=new_generation_id(),
         api_key_hash=api_key_hash,
-        http_referer=headers.get("http-referer"),
-        app_title=headers.get("x-openrouter-title") or headers.get("x-title"),
-        user_agent=headers.get("user-agent"),
+        http_referer=attribution(
+            headers.get("http-referer"), limit=column_length(generations.c.http_referer)
+        ),
+        app_title=title,
+        user_agent=attribution(
+            headers.get("user-agent"), limit=column_length(generations.c.user_agent)
+        ),
     )
 
 
@@ -79,8 +109,8 @@ async def serve_inference(request: Request, dialect: Dialect) -> Response | SSES
             encoder=dialect.encoder(ctx, raw),
             error_body=dialect.error_body,
         )
-    try:
-        completion = await gateway.executor.complete(chat, body, ctx)
+    try:  # a client that goes away cancels the upstream call and is not charged
+        completion = await unless_disconnected(request, gateway.executor.complete(chat, body, ctx))
     except GatewayError as error:  # routed and failed: the record of the attempts has this id
         error.headers.update(headers)
         raise

@@ -1,10 +1,11 @@
-"""The `crossroads` command: serve the gateway, simulate providers."""
+"""The `crossroads` command: serve the gateway, simulate providers, rotate the management key."""
 
 from __future__ import annotations
 
 import click
 
 from crossroads import __version__
+from crossroads.cli.keys import keys
 from crossroads.cli.local import local
 from crossroads.cli.serve import serve
 from crossroads.cli.simulate import simulate
@@ -19,3 +20,4 @@ def main() -> None:
 main.add_command(serve)
 main.add_command(simulate)
 main.add_command(local)
+main.add_command(keys)

@@ -8,9 +8,26 @@ from sqlalchemy.engine import make_url
 
 from crossroads.app import create_app
 from crossroads.catalog import read_config
+from crossroads.cli.keys import write_key_file
 from crossroads.errors import ConfigError
 from crossroads.gateway import Gateway
 from crossroads.settings import Settings
+
+
+def _store_generated_key(settings: Settings, token: str) -> list[str]:
+    """Write a generated management key to its file; the banner names the file only, since
+    logs keep what a server prints."""
+    try:
+        path = write_key_file(settings.data_dir, token)
+    except OSError as exc:
+        return [
+            f"A management key was generated but cannot be written to {settings.data_dir}: "
+            f"{exc}. Run `crossroads keys rotate-management` to make a new one."
+        ]
+    return [
+        f"A management key was generated and written to {path} (readable only by you).",
+        "Rotate it with `crossroads keys rotate-management`.",
+    ]
 
 
 def _announce(settings: Settings, gateway: Gateway) -> None:
@@ -34,11 +51,8 @@ def _announce(settings: Settings, gateway: Gateway) -> None:
         ),
     ]
     if gateway.generated_management_key:
-        lines += [
-            "",
-            "A management key was generated. It is shown once; store it now:",
-            f"    {gateway.generated_management_key}",
-        ]
+        lines += ["", *_store_generated_key(settings, gateway.generated_management_key)]
+        gateway.generated_management_key = None  # kept in the file only
     lines += [
         "",
         "Create an API key with the management key:",

@@ -1,10 +1,13 @@
-"""`crossroads simulate`: run a simulated OpenAI-compatible provider."""
+"""`crossroads simulate`: run a simulated provider (OpenAI, Anthropic and Gemini protocols).
+
+Every behaviour (faults included) can also be changed at run time: POST /_sim."""
 
 from __future__ import annotations
 
 import click
 from aiohttp import web
 
+from crossroads.simulator.faults import FAULTS
 from crossroads.simulator.server import Behaviour, create_simulator_app
 
 
@@ -31,6 +34,18 @@ from crossroads.simulator.server import Behaviour, create_simulator_app
 @click.option(
     "--die-after-chunks", type=int, default=None, help="Cut streams after this many chunks."
 )
+@click.option(
+    "--retry-after", default=None, help="Retry-After header of failures (429s send 1 by default)."
+)
+@click.option(
+    "--fault",
+    type=click.Choice(sorted(FAULTS)),
+    default=None,
+    help="Break every answer this way: " + "; ".join(f"{k}: {v}" for k, v in FAULTS.items()),
+)
+@click.option(
+    "--fault-after-output", is_flag=True, help="Streams: break after the first output, not before."
+)
 @click.option("--seed", type=int, default=None, help="Seed for --fail-rate draws.")
 def simulate(
     port: int,
@@ -41,6 +56,9 @@ def simulate(
     fail_rate: float,
     status: int,
     die_after_chunks: int | None,
+    retry_after: str | None,
+    fault: str | None,
+    fault_after_output: bool,
     seed: int | None,
 ) -> None:
     """Run a simulated OpenAI-compatible provider at http://HOST:PORT/v1."""
@@ -51,6 +69,9 @@ def simulate(
         fail_rate=fail_rate,
         status=status,
         die_after_chunks=die_after_chunks,
+        retry_after=retry_after,
+        fault=fault,
+        fault_after_output=fault_after_output,
     )
     click.echo(f"Simulated provider '{name}' on http://{host}:{port}/v1")
     web.run_app(

@@ -7,11 +7,13 @@ does I/O; `providers.http` sends what it builds.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from crossroads.errors import GatewayError
+from crossroads.errors import GatewayError, redact
+from crossroads.providers.untrusted import safe_raw
 from crossroads.schema.catalog import Endpoint, Provider
 
 FINISH_REASONS = {
@@ -32,10 +34,14 @@ FINISH_REASONS = {
 }
 
 
-def normalise_finish_reason(native: str | None) -> str | None:
-    """OpenRouter's finish_reason vocabulary: stop, length, tool_calls, content_filter, error."""
+def normalise_finish_reason(native: Any) -> str | None:
+    """OpenRouter's finish_reason vocabulary: stop, length, tool_calls, content_filter, error.
+
+    `native` comes from the provider: anything but a string or null is a `TypeError`."""
     if native is None:
         return None
+    if not isinstance(native, str):
+        raise TypeError("finish reason is not a string")
     return FINISH_REASONS.get(native.lower(), "stop")
 
 
@@ -64,14 +70,22 @@ _FALLBACK_STATUSES = frozenset({401, 402, 403, 404, 408, 409, 425, 429})
 
 @dataclass(slots=True)
 class UpstreamError(Exception):
-    """One failed attempt at one endpoint."""
+    """One failed attempt at one endpoint.
+
+    `message` and `raw` come (partly) from the provider: both are cleaned when the error is
+    made, so no credential reaches a client or a record (see `errors.redact`)."""
 
     provider: Provider
-    kind: str  # "http", "timeout", "connection", "invalid_response"
+    kind: str  # "http", "timeout", "connection", "invalid_response", "incomplete"
     message: str
     status: int | None = None
     raw: Any = None
     retry_after: float | None = None
+
+    def __post_init__(self) -> None:
+        secrets = (self.provider.api_key,)
+        self.message = redact(self.message, secrets)[:1000]
+        self.raw = safe_raw(self.raw, secrets)
 
     @property
     def fallback_allowed(self) -> bool:
@@ -96,20 +110,34 @@ class UpstreamError(Exception):
             "kind": self.kind,
         }
 
-    def to_gateway_error(self, previous: Iterable[UpstreamError] = ()) -> GatewayError:
+    def to_gateway_error(
+        self, previous: Iterable[UpstreamError] = (), *, midstream: bool = False
+    ) -> GatewayError:
+        """The client's error; `midstream`: output had begun, so the answer is partial."""
         status = self.client_status
         message = self.message if status < 500 else f"Provider returned error: {self.message}"
+        if midstream:
+            message = (
+                f"{self.message}. The answer stopped partway and was not charged; "
+                "retry the request to get a complete one"
+            )
         metadata: dict[str, Any] = {"provider_name": self.provider.name, "raw": self.raw}
         if self.status is not None:
             metadata["provider_code"] = str(self.status)
         earlier = [e.summary() for e in previous]
         if earlier:
             metadata["previous_errors"] = earlier
-        headers = {"Retry-After": str(int(self.retry_after))} if self.retry_after else None
+        headers = {"Retry-After": str(math.ceil(self.retry_after))} if self.retry_after else None
         return GatewayError(status, message, metadata=metadata, headers=headers)
 
 
 class StreamDecoder(Protocol):
+    """Decodes one stream; `ended` turns true once the protocol's end was seen (OpenAI:
+    `[DONE]` or a finish reason, Anthropic: `message_stop`, Gemini: a finish reason).
+    A stream whose body ends before that was cut short."""
+
+    ended: bool
+
     def feed(self, data: str) -> list[dict[str, Any]]:
         """OpenAI-shaped chunks for one SSE `data` payload (empty when it carries none)."""
 

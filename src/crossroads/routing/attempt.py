@@ -2,7 +2,8 @@
 
 `Upstream.call()` yields a `Call` once the provider answered 200, and raises the
 provider's `UpstreamError` otherwise. A `Call` reads a whole completion or decodes a
-stream into OpenAI-shaped chunks; what the provider sends that cannot be read becomes
+stream into OpenAI-shaped chunks; what the provider sends that cannot be read (wrong
+types, bad JSON, too large, too deep, not UTF-8, a stream cut before its end) becomes
 an `UpstreamError` too, so the router can fall back.
 """
 
@@ -14,10 +15,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
-import orjson
 
 from crossroads.providers.base import Adapter, Completion, UpstreamError
-from crossroads.providers.http import UpstreamClient
+from crossroads.providers.http import UpstreamClient, parse_retry_after
+from crossroads.providers.untrusted import read_json
 from crossroads.schema.catalog import Endpoint, Provider
 
 _UNREADABLE = (
@@ -34,22 +35,24 @@ class Call:
     provider: Provider
     adapter: Adapter
     response: aiohttp.ClientResponse
+    client: UpstreamClient
 
     async def completion(self) -> Completion:
-        raw = await self.response.read()
+        raw = await self.client.read_body(self.response, self.provider)
         try:
-            return self.adapter.parse_chat_response(orjson.loads(raw))
+            return self.adapter.parse_chat_response(read_json(raw))
         except _UNREADABLE as exc:
             raise UpstreamError(
                 self.provider, "invalid_response", f"Invalid response from provider: {exc}"
             ) from None
 
     async def chunks(self) -> AsyncIterator[dict[str, Any]]:
-        """The stream's OpenAI-shaped chunks, in order, until `[DONE]` or the end of the body."""
+        """The stream's OpenAI-shaped chunks, in order, until its end.
+
+        A body that ends before the protocol's end (`decoder.ended`) raises an
+        `UpstreamError`: the provider cut the stream short."""
         decoder = self.adapter.stream_decoder()
-        async for data in UpstreamClient.events(self.response):
-            if data.strip() == "[DONE]":
-                return
+        async for data in self.client.events(self.response, self.provider):
             try:
                 pieces = decoder.feed(data)
             except _UNREADABLE as exc:
@@ -58,6 +61,12 @@ class Call:
                 ) from None
             for piece in pieces:
                 yield piece
+            if data.strip() == "[DONE]":
+                break
+        if not decoder.ended:
+            raise UpstreamError(
+                self.provider, "incomplete", "The provider ended the stream before it finished"
+            )
 
 
 class Upstream:
@@ -83,17 +92,19 @@ class Upstream:
         upstream = adapter.build_chat_request(body, endpoint, provider, stream=stream)
         async with self.client.open(upstream, provider) as response:
             if response.status != 200:
-                raw = await response.read()
+                raw = await self.client.read_error_body(response)
                 try:
-                    payload: Any = orjson.loads(raw)
-                except orjson.JSONDecodeError:
+                    payload: Any = read_json(raw)
+                    message = adapter.error_message(payload)
+                except (ValueError, TypeError):  # not JSON, or JSON no adapter reads
                     payload = raw.decode("utf-8", "replace")[:2000]
+                    message = "upstream error"
                 raise UpstreamError(
                     provider,
                     "http",
-                    adapter.error_message(payload),
+                    message,
                     status=response.status,
                     raw=payload,
-                    retry_after=self.client.retry_after(response),
+                    retry_after=parse_retry_after(response.headers.get("Retry-After")),
                 )
-            yield Call(provider, adapter, response)
+            yield Call(provider, adapter, response, self.client)

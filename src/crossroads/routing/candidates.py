@@ -9,15 +9,21 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import msgspec
+
 from crossroads.catalog import Catalog, Model
 from crossroads.errors import GatewayError
+from crossroads.providers.reasoning import resolve_reasoning
 from crossroads.schema.catalog import Endpoint
 from crossroads.schema.chat import ChatRequest, ProviderPreferences
 
 # `fp4` includes mxfp4 and nvfp4; `fp8` includes mxfp8 (OpenRouter's quantization levels).
 _QUANT_FAMILIES = {"fp4": {"fp4", "mxfp4", "nvfp4"}, "fp8": {"fp8", "mxfp8"}}
-# Parameters endpoints are preferred for even without require_parameters.
+# Parameters endpoints are preferred for even without require_parameters, in this order;
+# `reasoning` when the request asks the model to reason (see `wants_reasoning`).
 SOFT_PARAMETERS = ("tools", "response_format", "verbosity")
+# The request fields of reasoning; an endpoint that lists any of them takes all of them.
+_REASONING = ("reasoning", "include_reasoning", "reasoning_effort")
 # `provider.max_price` fields; each names the endpoint price it limits.
 _MAX_PRICE_FIELDS = ("prompt", "completion", "request", "image", "audio")
 _PER_MILLION = {"prompt", "completion", "audio"}  # limits per million tokens; prices are per token
@@ -61,7 +67,7 @@ def _within_max_price(endpoint: Endpoint, prefs: ProviderPreferences) -> bool:
     return True
 
 
-def _privacy_ok(endpoint: Endpoint, catalog: Catalog, *, zdr: bool) -> bool:
+def privacy_ok(endpoint: Endpoint, catalog: Catalog, *, zdr: bool) -> bool:
     policy = catalog.providers[endpoint.provider].data_policy
     if policy is None:  # an unknown policy cannot satisfy a privacy requirement
         return False
@@ -90,7 +96,31 @@ def _supports(endpoint: Endpoint, parameter: str) -> bool:
         return "structured_outputs" in supported
     if parameter in ("max_tokens", "max_completion_tokens"):
         return "max_tokens" in supported or "max_completion_tokens" in supported
+    if parameter in _REASONING:
+        return any(p in supported for p in _REASONING)
     return False
+
+
+def wants_reasoning(request: ChatRequest) -> bool:
+    """Whether the request asks the model to reason (`reasoning`, `reasoning_effort` or
+    `include_reasoning`, not switched off), read as the providers read it."""
+    config = request.reasoning
+    fields = {
+        "reasoning": (
+            {k: v for k, v in msgspec.structs.asdict(config).items() if v is not None}
+            if config is not None
+            else None
+        ),
+        "reasoning_effort": request.reasoning_effort,
+        "include_reasoning": request.include_reasoning,
+    }
+    spec = resolve_reasoning(fields)
+    return spec is not None and spec.enabled
+
+
+def _soft_preferences(request: ChatRequest, parameters: set[str]) -> list[str]:
+    wanted = [p for p in SOFT_PARAMETERS if p in parameters]
+    return [*wanted, "reasoning"] if wants_reasoning(request) else wanted
 
 
 def eligible_endpoints(
@@ -121,9 +151,9 @@ def eligible_endpoints(
     if quantizations:
         filters.append(("quantization", lambda e: _quantization_ok(e, quantizations)))
     if prefs.zdr:
-        filters.append(("data_policy:zdr", lambda e: _privacy_ok(e, catalog, zdr=True)))
+        filters.append(("data_policy:zdr", lambda e: privacy_ok(e, catalog, zdr=True)))
     if prefs.data_collection == "deny":
-        filters.append(("data_policy:training", lambda e: _privacy_ok(e, catalog, zdr=False)))
+        filters.append(("data_policy:training", lambda e: privacy_ok(e, catalog, zdr=False)))
     if prefs.max_price is not None:
         filters.append(("max_price", lambda e: _within_max_price(e, prefs)))
     filters.append(("context_length", lambda e: _fits(e, prompt_tokens, completion)))
@@ -141,10 +171,9 @@ def eligible_endpoints(
         if not kept:
             raise _filtered(model, catalog, name, excluded, prompt_tokens, completion)
         endpoints = kept
-    for parameter in SOFT_PARAMETERS:
-        if parameter in parameters:
-            preferred = [e for e in endpoints if _supports(e, parameter)]
-            endpoints = preferred or endpoints
+    for parameter in _soft_preferences(request, parameters):
+        preferred = [e for e in endpoints if _supports(e, parameter)]
+        endpoints = preferred or endpoints
     return endpoints
 
 
@@ -213,4 +242,4 @@ def _filtered(
     )
 
 
-__all__ = ["SOFT_PARAMETERS", "eligible_endpoints", "provider_matches"]
+__all__ = ["SOFT_PARAMETERS", "eligible_endpoints", "provider_matches", "wants_reasoning"]

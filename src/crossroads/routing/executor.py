@@ -4,11 +4,13 @@ Provider-level fallback happens on failures of the provider (5xx, 429, timeouts,
 connection errors, auth or model faults of the provider's own), only before the first
 byte reaches the client; a request error (400, 413, 422) moves on to the next model of
 `models` instead. Every attempt feeds the live statistics; every request, served or
-not, leaves one generation record.
+not, leaves one generation record. A request cancelled before its answer (the client
+went away) is recorded as cancelled and charged nothing.
 """
 
 from __future__ import annotations
 
+import asyncio
 import random
 import time
 from typing import Any
@@ -18,7 +20,7 @@ from crossroads.providers.base import UpstreamError
 from crossroads.routing.attempt import Upstream
 from crossroads.routing.context import RequestContext, elapsed_ms
 from crossroads.routing.plan import Plan, plan_request
-from crossroads.routing.run import Run, Sinks
+from crossroads.routing.run import Outcome, Run, Sinks
 from crossroads.routing.streaming import ChatStream
 from crossroads.schema.chat import ChatRequest
 from crossroads.telemetry.stats import LiveStats
@@ -55,6 +57,10 @@ class Executor:
             except UpstreamError as error:
                 run.failed(endpoint, error, elapsed_ms(since))
                 continue
+            except asyncio.CancelledError:  # the client went away: the upstream call is closed
+                latency = elapsed_ms(run.ctx.started)
+                run.record(Outcome(endpoint=endpoint, latency_ms=latency, cancelled=True))
+                raise  # nothing was delivered, nothing is charged
             return run.served(endpoint, completion, elapsed_ms(since))
         raise run.give_up()
 

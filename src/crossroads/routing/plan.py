@@ -17,6 +17,13 @@ from crossroads.schema.catalog import Endpoint
 from crossroads.schema.chat import ChatRequest, ProviderPreferences, SortSpec, request_parameters
 from crossroads.telemetry.stats import LiveStats
 
+# OpenRouter documents at most 3 fallback models (the `fallbacks` of its Anthropic API);
+# `models` takes as many.
+MAX_MODELS = 3
+# At most this many endpoints are tried for one request, across all its models: one
+# request never fans out into an unbounded number of upstream calls.
+MAX_ATTEMPTS = 10
+
 
 @dataclass(slots=True)
 class Plan:
@@ -32,8 +39,18 @@ def _partition(request: ChatRequest, prefs: ProviderPreferences) -> str:
 
 
 def requested_models(request: ChatRequest) -> list[str]:
+    """`model`, then the `models` fallbacks (at most `MAX_MODELS`), each once."""
+    fallbacks = request.models or []
+    if len(fallbacks) > MAX_MODELS:
+        raise GatewayError(
+            400,
+            f"'models' takes at most {MAX_MODELS} fallback models; this request has "
+            f"{len(fallbacks)}",
+        )
     names = [request.model] if request.model else []
-    names += [m for m in request.models or [] if m not in names]
+    for name in fallbacks:
+        if name not in names:
+            names.append(name)
     if not names:
         raise GatewayError(400, "Request needs a model: set 'model' (or 'models')")
     return names
@@ -46,7 +63,9 @@ def plan_request(
     stats: LiveStats,
     rng: random.Random,
 ) -> Plan:
-    """Resolve models, filter their endpoints and order them; raise when none can serve."""
+    """Resolve models, filter their endpoints and order them; raise when none can serve.
+
+    The plan holds at most `MAX_ATTEMPTS` endpoints, the first in order."""
     names = requested_models(request)
     prefs = request.provider or ProviderPreferences()
     prompt_tokens = estimate_prompt_tokens(body)
@@ -81,4 +100,4 @@ def plan_request(
             for variant, eps in groups
             for e in order_endpoints(eps, prefs, variant, stats, rng, catalog)
         ]
-    return Plan(endpoints=ordered, requested=names, prompt_tokens=prompt_tokens)
+    return Plan(endpoints=ordered[:MAX_ATTEMPTS], requested=names, prompt_tokens=prompt_tokens)

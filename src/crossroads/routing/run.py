@@ -7,6 +7,7 @@ The streaming and non-streaming paths share it: each failed attempt goes through
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -22,6 +23,9 @@ from crossroads.routing.tokens import estimate_text_tokens
 from crossroads.schema.catalog import Endpoint, Provider
 from crossroads.schema.chat import ChatRequest
 from crossroads.schema.generation import Attempt, GenerationRecord
+
+HARD_TOKEN_CAP = 10_000_000
+"""No count a provider reports is believed past this, whatever the catalog says."""
 
 
 class StatsSink(Protocol):
@@ -86,7 +90,7 @@ def final_error(errors: list[UpstreamError]) -> GatewayError:
                     "retry_after": retry,
                 },
             },
-            headers={"Retry-After": str(int(retry))} if retry else None,
+            headers={"Retry-After": str(math.ceil(retry))} if retry else None,
         )
     return errors[-1].to_gateway_error(previous=errors[:-1])
 
@@ -110,6 +114,7 @@ class Run:
         self.exclude_reasoning = (
             spec is not None and spec.exclude
         )  # reasoning.exclude: billed, not shown
+        self.reasoning = spec is not None and spec.enabled
         self.attempts: list[Attempt] = []
         self.errors: list[UpstreamError] = []
         self.skip_models: set[str] = set()
@@ -126,17 +131,54 @@ class Run:
         completion_text: str,
         endpoint: Endpoint,
         finish: str | None,
-    ) -> dict[str, Any]:
-        """OpenRouter's usage object: the provider's counts (estimated where missing), with cost."""
+    ) -> tuple[dict[str, Any], str | None]:
+        """OpenRouter's usage object: the provider's counts (estimated where missing, clamped
+        to what the endpoint and the request allow), with cost; and a note when clamped."""
         usage = dict(reported or {})
         if usage.get("prompt_tokens") is None:
             usage["prompt_tokens"] = self.plan.prompt_tokens
         if usage.get("completion_tokens") is None:
             usage["completion_tokens"] = estimate_text_tokens(completion_text)
+        note = self._clamp(usage, endpoint)
         usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
         usage["cost"], usage["cost_details"] = usage_cost(usage, endpoint, finish)
         usage["is_byok"] = False
-        return usage
+        return usage, note
+
+    def _clamp(self, usage: dict[str, Any], endpoint: Endpoint) -> str | None:
+        """Bound the counts a provider reported (checked non-negative integers by the
+        adapters) by what could have happened: the prompt by the context, the completion by
+        the endpoint's and the request's limits, each detail by its total."""
+        clamped: list[str] = []
+
+        def bound(holder: dict[str, Any], name: str, cap: int) -> int:
+            value = int(holder.get(name) or 0)
+            if value > cap:
+                clamped.append(f"{name} {value} > {cap}")
+                holder[name] = value = cap
+            return value
+
+        limits = (endpoint.max_completion_tokens, endpoint.context_length, HARD_TOKEN_CAP)
+        hard = min(c for c in limits if c)
+        prompt_cap = min(endpoint.context_length or HARD_TOKEN_CAP, HARD_TOKEN_CAP)
+        prompt = bound(usage, "prompt_tokens", prompt_cap)
+        prompt_details = usage.get("prompt_tokens_details")
+        if isinstance(prompt_details, dict):
+            prompt_details = usage["prompt_tokens_details"] = dict(prompt_details)
+            cached = bound(prompt_details, "cached_tokens", prompt)
+            if "cache_write_tokens" in prompt_details:
+                bound(prompt_details, "cache_write_tokens", prompt - cached)
+        completion_details = usage.get("completion_tokens_details")
+        reasoning = 0
+        if isinstance(completion_details, dict):
+            completion_details = usage["completion_tokens_details"] = dict(completion_details)
+            reasoning = bound(completion_details, "reasoning_tokens", hard)
+        limit = self.request.completion_limit
+        cap = min(hard, limit + reasoning) if limit and not self.reasoning else hard
+        completion = bound(usage, "completion_tokens", cap)
+        if isinstance(completion_details, dict) and reasoning > completion:
+            bound(completion_details, "reasoning_tokens", completion)
+        return f"usage clamped: {', '.join(clamped)}" if clamped else None
 
     def header(self, endpoint: Endpoint, obj: str) -> dict[str, Any]:
         return {
@@ -204,11 +246,11 @@ class Run:
         finish, native = choice.get("finish_reason"), choice.get("native_finish_reason")
         reported = (completion.usage or {}).get("completion_tokens") is not None
         text = "" if reported else _completion_text(choice.get("message") or {})  # only to estimate
-        usage = self.billed_usage(completion.usage, text, endpoint, finish)
+        usage, note = self.billed_usage(completion.usage, text, endpoint, finish)
         if self.exclude_reasoning:
             for c in completion.choices:
                 strip_reasoning(c.get("message") or {})
-        self.succeeded(endpoint, usage, first_token_ms=latency_ms, total_ms=latency_ms)
+        self.succeeded(endpoint, usage, first_token_ms=latency_ms, total_ms=latency_ms, note=note)
         self.record(
             Outcome(
                 endpoint=endpoint,
@@ -256,13 +298,13 @@ class Run:
                 provider_slug=provider.slug if provider else None,
                 provider_name=provider.name if provider else None,
                 endpoint_tag=endpoint.tag if endpoint else None,
-                upstream_id=outcome.upstream_id,
+                upstream_id=_bounded(outcome.upstream_id, 200),
                 streamed=self.streamed,
                 cancelled=outcome.cancelled,
                 latency_ms=outcome.latency_ms,
                 generation_time_ms=outcome.generation_ms,
                 finish_reason=outcome.finish_reason,
-                native_finish_reason=outcome.native_finish_reason,
+                native_finish_reason=_bounded(outcome.native_finish_reason, 64),
                 tokens_prompt=usage.get("prompt_tokens"),
                 tokens_completion=usage.get("completion_tokens"),
                 tokens_reasoning=(usage.get("completion_tokens_details") or {}).get(
@@ -279,6 +321,11 @@ class Run:
                 error=outcome.error.error_object() if outcome.error else None,
             )
         )
+
+
+def _bounded(value: str | None, limit: int) -> str | None:
+    """A provider-supplied string as the record stores it: at most `limit` characters."""
+    return value[:limit] if value else value
 
 
 def _attempt_dict(a: Attempt) -> dict[str, Any]:

@@ -20,7 +20,9 @@ class ChatStream:
 
     Until the first chunk is yielded, a failing endpoint falls back to the next one and
     the client has seen nothing. Once chunks flow, a failure ends the stream with a
-    `StreamFailure`. If every endpoint fails first, `chunks()` raises the GatewayError.
+    `StreamFailure`; so does a stream the provider ends before its protocol's end (no
+    finish reason, no end marker): it was cut short, not finished. If every endpoint fails
+    first, `chunks()` raises the GatewayError.
     """
 
     def __init__(self, upstream: Upstream, run: Run, body: dict[str, Any]) -> None:
@@ -134,7 +136,7 @@ class _Relay:
             else elapsed_ms(self.since)
         )
 
-    def _usage(self, finish: str | None) -> dict[str, Any]:
+    def _usage(self, finish: str | None) -> tuple[dict[str, Any], str | None]:
         return self.run.billed_usage(self.usage, "".join(self.text), self.endpoint, finish)
 
     def _record(self, usage: dict[str, Any], **outcome: Any) -> None:
@@ -153,12 +155,13 @@ class _Relay:
 
     def finish(self) -> dict[str, Any]:
         """The stream ended normally: account for it; the last chunk carries the usage."""
-        usage = self._usage(self.finish_reason)
+        usage, note = self._usage(self.finish_reason)
         self.run.succeeded(
             self.endpoint,
             usage,
             first_token_ms=self.first_token_ms,
             total_ms=elapsed_ms(self.since),
+            note=note,
         )
         self._record(usage)
         chunk = self.run.header(self.endpoint, "chat.completion.chunk")
@@ -166,21 +169,23 @@ class _Relay:
         return chunk
 
     def fail(self, error: UpstreamError) -> StreamFailure:
-        """The provider failed after output began: bill what was delivered, end with the error."""
+        """The provider failed after output began: count what was delivered (zero-completion
+        insurance waives the charge of an answer that ends in an error), end with the error."""
         self.finish_reason = "error"
         self.run.failed(self.endpoint, error, self.first_token_ms, midstream=True)
-        gateway_error = error.to_gateway_error()
-        self._record(self._usage("error"), error=gateway_error)
+        gateway_error = error.to_gateway_error(midstream=True)
+        usage, _ = self._usage("error")
+        self._record(usage, error=gateway_error)
         return StreamFailure(gateway_error)
 
     def cancel(self) -> None:
         """The client disconnected: bill what was delivered, mark the record cancelled."""
-        usage = self._usage(self.finish_reason or "cancelled")
+        usage, note = self._usage(self.finish_reason or "cancelled")
         self.run.succeeded(
             self.endpoint,
             usage,
             first_token_ms=self.first_token_ms,
             total_ms=elapsed_ms(self.since),
-            note="cancelled by client",
+            note="; ".join(n for n in ("cancelled by client", note) if n),
         )
         self._record(usage, cancelled=True)

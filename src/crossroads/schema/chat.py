@@ -7,6 +7,8 @@ against these types and returns the typed view the router reads.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Sequence
 from typing import Annotated, Any, Literal, TypeVar
 
 import msgspec
@@ -217,7 +219,7 @@ class ChatRequest(Struct):
     reasoning: Reasoning | None = None
     reasoning_effort: Effort | None = None
     include_reasoning: bool | None = None
-    user: str | None = None
+    user: Annotated[str, Meta(max_length=256)] | None = None
     session_id: Annotated[str, Meta(max_length=256)] | None = None
 
     @property
@@ -241,6 +243,31 @@ def parse_chat_request(body: Any) -> ChatRequest:
         if request.reasoning_effort != request.reasoning.effort:
             raise GatewayError(400, "reasoning_effort and reasoning.effort disagree; set only one")
     return request
+
+
+_LOCATION = re.compile(r" - at `(\$[^`]*)`$")
+
+
+def checked_translation(
+    chat: dict[str, Any], client_paths: Sequence[tuple[str, str]]
+) -> dict[str, Any]:
+    """`chat`, a dialect's request translated into the chat request, checked as the chat
+    route checks it. A failure must not name an internal field: its location is rewritten
+    by the first `(pattern, replacement)` of `client_paths` matching it (the client's own
+    field), or left out. The dialect validates its body first, so this is a safety net."""
+    try:
+        parse_chat_request(chat)
+    except GatewayError as error:
+        found = _LOCATION.search(error.message)
+        if found is None:
+            raise
+        path, message = found.group(1), error.message[: found.start()]
+        for pattern, replacement in client_paths:
+            if re.match(pattern, path):
+                message += f" - at `{re.sub(pattern, replacement, path, count=1)}`"
+                break
+        raise GatewayError(error.status, message, error_type=error.error_type) from None
+    return chat
 
 
 def request_parameters(body: dict[str, Any]) -> set[str]:

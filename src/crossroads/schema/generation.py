@@ -6,8 +6,9 @@ none of them.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 
@@ -57,6 +58,20 @@ class GenerationRecord:
     def to_row(self) -> dict[str, Any]:
         """Every field by name; shallow: the writer only reads."""
         return {name: getattr(self, name) for name in self.__slots__}
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> GenerationRecord:
+        """A record from `to_row()`'s shape, also as read back from JSON (`created_at` as
+        ISO 8601 text). An unknown or missing field raises TypeError; a time that is not
+        ISO 8601 raises ValueError."""
+        values = dict(row)
+        created = values.get("created_at")
+        if isinstance(created, str):
+            created = datetime.fromisoformat(created)
+        if not isinstance(created, datetime):
+            raise TypeError(f"created_at is not a time: {created!r}")
+        values["created_at"] = created if created.tzinfo else created.replace(tzinfo=UTC)
+        return cls(**values)
 
     def public(self) -> dict[str, Any]:
         """OpenRouter's `GenerationResponse.data`: every required field, null where unknown."""

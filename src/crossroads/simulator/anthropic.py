@@ -51,13 +51,35 @@ def ask(body: dict[str, Any]) -> Ask:
     )
 
 
+FIRST_OUTPUT = 4  # message_start, ping, content_block_start, the first delta
+
+
+def tail(body: dict[str, Any]) -> int:
+    """How many pieces at the end of a stream carry its end."""
+    return 3  # content_block_stop, message_delta, message_stop
+
+
 def _usage(reply: Reply, *, output: int | None = None) -> dict[str, Any]:
     return {
         "input_tokens": reply.prompt_tokens - reply.cached_tokens,
         "output_tokens": reply.completion_tokens if output is None else output,
         "cache_read_input_tokens": reply.cached_tokens,
         "cache_creation_input_tokens": 0,
+        **reply.usage_override,
     }
+
+
+def _stop(reply: Reply) -> Any:
+    return _STOP[reply.finish] if reply.finish_override is None else reply.finish_override
+
+
+def deepen(payload: dict[str, Any], deep: Any) -> None:
+    payload["content"][-1]["citations"] = deep
+
+
+def deep_event(deep: Any) -> bytes:
+    delta = {"type": "text_delta", "text": "", "citations": deep}
+    return _event("content_block_delta", {"index": 0, "delta": delta})
 
 
 def _blocks(reply: Reply) -> list[dict[str, Any]]:
@@ -83,7 +105,7 @@ def render(reply: Reply, body: dict[str, Any], request_id: str) -> dict[str, Any
         "role": "assistant",
         "model": body.get("model"),
         "content": _blocks(reply),
-        "stop_reason": _STOP[reply.finish],
+        "stop_reason": _stop(reply),
         "stop_sequence": None,
         "usage": _usage(reply),
     }
@@ -162,8 +184,8 @@ def events(reply: Reply, body: dict[str, Any], request_id: str) -> list[bytes]:
         _event(
             "message_delta",
             {
-                "delta": {"stop_reason": _STOP[reply.finish], "stop_sequence": None},
-                "usage": {"output_tokens": reply.completion_tokens},
+                "delta": {"stop_reason": _stop(reply), "stop_sequence": None},
+                "usage": {"output_tokens": reply.completion_tokens, **reply.usage_override},
             },
         )
     )

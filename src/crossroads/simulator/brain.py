@@ -38,6 +38,10 @@ class Reply:
     signature: str | None
     prompt_tokens: int
     cached_tokens: int
+    # How a broken provider misreports (see `Behaviour`): fields merged into the usage the
+    # protocol reports, and a raw finish reason (any JSON value) in place of the real one.
+    usage_override: dict[str, Any] = field(default_factory=dict)
+    finish_override: Any = None
 
     @property
     def text(self) -> str:

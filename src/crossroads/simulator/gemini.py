@@ -44,6 +44,14 @@ def ask(body: dict[str, Any]) -> Ask:
     )
 
 
+FIRST_OUTPUT = 1  # every chunk carries output
+
+
+def tail(body: dict[str, Any]) -> int:
+    """How many pieces at the end of a stream carry its end: the chunk with finishReason."""
+    return 1
+
+
 def _usage(reply: Reply) -> dict[str, Any]:
     thoughts = len((reply.thinking or "").split())
     return {
@@ -52,7 +60,21 @@ def _usage(reply: Reply) -> dict[str, Any]:
         "thoughtsTokenCount": thoughts,
         "cachedContentTokenCount": reply.cached_tokens,
         "totalTokenCount": reply.prompt_tokens + reply.completion_tokens,
+        **reply.usage_override,
     }
+
+
+def _finish(reply: Reply) -> Any:
+    return _FINISH[reply.finish] if reply.finish_override is None else reply.finish_override
+
+
+def deepen(payload: dict[str, Any], deep: Any) -> None:
+    payload["candidates"][0]["citationMetadata"] = deep
+
+
+def deep_event(deep: Any) -> bytes:
+    candidate = {"content": {"role": "model", "parts": [{"text": ""}]}, "citationMetadata": deep}
+    return b"data: " + orjson.dumps({"candidates": [candidate]}) + b"\r\n\r\n"
 
 
 def _parts(reply: Reply) -> list[dict[str, Any]]:
@@ -71,7 +93,7 @@ def render(reply: Reply, body: dict[str, Any], request_id: str) -> dict[str, Any
         "candidates": [
             {
                 "content": {"role": "model", "parts": _parts(reply)},
-                "finishReason": _FINISH[reply.finish],
+                "finishReason": _finish(reply),
                 "index": 0,
             }
         ],
@@ -86,7 +108,7 @@ def events(reply: Reply, body: dict[str, Any], request_id: str) -> list[bytes]:
         candidate: dict[str, Any] = {"content": {"role": "model", "parts": parts}, "index": 0}
         chunk: dict[str, Any] = {"candidates": [candidate], "responseId": request_id}
         if last:
-            candidate["finishReason"] = _FINISH[reply.finish]
+            candidate["finishReason"] = _finish(reply)
             chunk["usageMetadata"] = _usage(reply)
         return b"data: " + orjson.dumps(chunk) + b"\r\n\r\n"
 

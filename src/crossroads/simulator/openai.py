@@ -47,12 +47,35 @@ def ask(body: dict[str, Any]) -> Ask:
     )
 
 
+FIRST_OUTPUT = 2  # stream pieces up to and including the first that carries output
+
+
+def tail(body: dict[str, Any]) -> int:
+    """How many pieces at the end of a stream carry its end: finish, usage, `[DONE]`."""
+    return 3 if (body.get("stream_options") or {}).get("include_usage") else 2
+
+
 def _usage(reply: Reply) -> dict[str, Any]:
     return {
         "prompt_tokens": reply.prompt_tokens,
         "completion_tokens": reply.completion_tokens,
         "total_tokens": reply.prompt_tokens + reply.completion_tokens,
+        **reply.usage_override,
     }
+
+
+def _finish(reply: Reply) -> Any:
+    return reply.finish if reply.finish_override is None else reply.finish_override
+
+
+def deepen(payload: dict[str, Any], deep: Any) -> None:
+    """Nest `deep` where a provider's own field passes through to the client."""
+    payload["choices"][0]["logprobs"] = deep
+
+
+def deep_event(deep: Any) -> bytes:
+    chunk = {"choices": [{"index": 0, "delta": {"content": ""}, "logprobs": deep}]}
+    return b"data: " + orjson.dumps(chunk) + b"\n\n"
 
 
 def _calls(reply: Reply) -> list[dict[str, Any]]:
@@ -74,7 +97,7 @@ def render(reply: Reply, body: dict[str, Any], request_id: str) -> dict[str, Any
         "created": int(time.time()),
         "model": body.get("model"),
         "choices": [
-            {"index": 0, "message": message, "finish_reason": reply.finish, "logprobs": None}
+            {"index": 0, "message": message, "finish_reason": _finish(reply), "logprobs": None}
         ],
         "usage": _usage(reply),
     }
@@ -88,7 +111,7 @@ def events(reply: Reply, body: dict[str, Any], request_id: str) -> list[bytes]:
         "model": body.get("model"),
     }
 
-    def event(delta: dict[str, Any], finish: str | None = None) -> bytes:
+    def event(delta: dict[str, Any], finish: Any = None) -> bytes:
         chunk = {**base, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
         return b"data: " + orjson.dumps(chunk) + b"\n\n"
 
@@ -99,7 +122,7 @@ def events(reply: Reply, body: dict[str, Any], request_id: str) -> list[bytes]:
         out += [event({"tool_calls": [{"index": i, **c}]}) for i, c in enumerate(_calls(reply))]
     else:
         out += [event({"content": (" " if i else "") + t}) for i, t in enumerate(reply.tokens)]
-    out.append(event({}, reply.finish))
+    out.append(event({}, _finish(reply)))
     if (body.get("stream_options") or {}).get("include_usage"):
         out.append(
             b"data: " + orjson.dumps({**base, "choices": [], "usage": _usage(reply)}) + b"\n\n"

@@ -3,8 +3,11 @@
 One process answers three wire protocols: OpenAI-compatible `/v1/chat/completions`,
 Anthropic `/v1/messages` and Gemini `/v1beta/models/{model}:generateContent` (and
 `:streamGenerateContent`), streaming and not. The reply is deterministic (see
-`brain.py`). It can be made slow, flaky or broken: latency before the first token, a
-token rate, a failure rate with a chosen status, a connection that dies mid-stream.
+`brain.py`). It can be made slow, flaky or broken: latency before the headers or the
+first byte, a token rate, a failure rate with a chosen status (and `Retry-After`, and an
+error that echoes the caller's credentials), a connection that dies mid-stream, wrong
+types or absurd counts in the usage, and the faults of `faults.py` (bad JSON, bad bytes,
+oversized or deep bodies, streams that stall, never end or end early).
 `/_sim` lets a test change that behaviour at run time and read back what it received.
 """
 
@@ -23,6 +26,9 @@ from aiohttp import web
 
 from crossroads.simulator import anthropic, gemini, openai
 from crossroads.simulator.brain import answer
+from crossroads.simulator.faults import FAULTS, broken_body, stream_plan
+
+_CREDENTIAL_HEADERS = ("Authorization", "x-api-key", "x-goog-api-key", "Api-Key")
 
 
 @dataclass
@@ -34,6 +40,16 @@ class Behaviour:
     status: int = 500
     die_after_chunks: int | None = None
     max_reply_tokens: int = 16
+    retry_after: str | None = None  # Retry-After of failures (429s send "1" when unset)
+    echo_credentials: bool = False  # failures repeat the credentials the request carried
+    headers_delay_ms: float = 0.0  # before the status line and headers
+    first_byte_delay_ms: float = 0.0  # after the headers, before the body's first byte
+    fault: str | None = None  # one of faults.FAULTS
+    fault_after_output: bool = False  # streams: the fault comes after the first output
+    depth: int = 300  # nesting of the "deep" fault
+    usage: dict[str, Any] | None = None  # merged into the usage the protocol reports
+    finish_reason: Any = None  # sent in place of the real finish reason (any JSON value)
+    give_up_seconds: float = 120.0  # a stalled or endless answer ends then, client or not
 
 
 @dataclass
@@ -71,37 +87,117 @@ class Simulator:
             return web.json_response(protocol.error(400, "invalid JSON"), status=400)
         self.received.append({"body": body, "headers": dict(request.headers), "path": request.path})
         stream = bool(body.get("stream")) if streaming is None else streaming
+        if b.headers_delay_ms:
+            await asyncio.sleep(b.headers_delay_ms / 1000)
         if b.latency_ms and not stream:
             await asyncio.sleep(b.latency_ms / 1000)
         if b.fail_rate and self.rng.random() < b.fail_rate:
-            self.counters.failed += 1
-            headers = {"Retry-After": "1"} if b.status == 429 else None
-            return web.Response(
-                body=orjson.dumps(protocol.error(b.status, f"{b.name} simulated failure")),
-                status=b.status,
-                content_type="application/json",
-                headers=headers,
-            )
+            return self._failure(request, protocol)
         reply = answer(protocol.ask(body), b.name, b.max_reply_tokens)
+        reply.usage_override = dict(b.usage or {})
+        reply.finish_override = b.finish_reason
         if stream:
-            return await self._stream(request, protocol.events(reply, body, request_id))
-        self.counters.completed += 1
+            pieces, then = stream_plan(
+                protocol.events(reply, body, request_id),
+                b.fault,
+                protocol,
+                body,
+                at=protocol.FIRST_OUTPUT if b.fault_after_output else 0,
+                depth=b.depth,
+            )
+            filler = protocol.events(reply, body, request_id)[protocol.FIRST_OUTPUT - 1]
+            return await self._stream(request, pieces, then, filler)
+        payload = protocol.render(reply, body, request_id)
+        if b.fault is None and not b.first_byte_delay_ms:
+            self.counters.completed += 1
+            return web.Response(body=orjson.dumps(payload), content_type="application/json")
+        if b.fault is not None and b.fault not in FAULTS:
+            return web.json_response({"error": f"unknown fault {b.fault}"}, status=400)
+        return await self._send(request, broken_body(b.fault or "", payload, protocol, b.depth))
+
+    def _failure(self, request: web.Request, protocol: ModuleType) -> web.Response:
+        b = self.behaviour
+        self.counters.failed += 1
+        message = f"{b.name} simulated failure"
+        error = protocol.error(b.status, message)
+        if b.echo_credentials:
+            sent = {k: request.headers[k] for k in _CREDENTIAL_HEADERS if k in request.headers}
+            shown = "; ".join(f"{k}: {v}" for k, v in sent.items())
+            error = protocol.error(b.status, f"{message}: invalid credentials ({shown})")
+            error["request"] = {
+                "headers": sent,
+                "url": f"{request.path}?key={sent.get('x-goog-api-key', '')}",
+            }
+        retry_after = b.retry_after or ("1" if b.status == 429 else None)
         return web.Response(
-            body=orjson.dumps(protocol.render(reply, body, request_id)),
+            body=orjson.dumps(error),
+            status=b.status,
             content_type="application/json",
+            headers={"Retry-After": retry_after} if retry_after else None,
         )
 
-    async def _stream(self, request: web.Request, pieces: list[bytes]) -> web.StreamResponse:
+    async def _send(self, request: web.Request, body: bytes) -> web.StreamResponse:
+        """A non-streamed answer, sent the way the behaviour says: late, stalled, endless, short."""
+        b = self.behaviour
+        response = web.StreamResponse(headers={"Content-Type": "application/json"})
+        if b.fault != "endless":
+            response.content_length = len(body)
+        await response.prepare(request)
+        try:
+            if b.first_byte_delay_ms:
+                await asyncio.sleep(b.first_byte_delay_ms / 1000)
+            if b.fault in ("stall", "cut"):
+                await response.write(body[: len(body) // 2])
+                if b.fault == "cut":  # a clean close, short of the declared length
+                    if request.transport is not None:
+                        request.transport.close()
+                    return response
+                await self._hold(request)
+            elif b.fault == "endless":
+                await response.write(body[:-1])
+                await self._forever(response, b" " * 4096)
+            else:
+                await response.write(body)
+            await response.write_eof()
+        except (ConnectionResetError, asyncio.CancelledError):
+            self.counters.streams_cancelled += 1
+            raise
+        self.counters.completed += 1
+        return response
+
+    async def _forever(
+        self, response: web.StreamResponse, piece: bytes, *, every: float = 0.005
+    ) -> None:
+        """Send `piece` again and again until the client leaves (or the safety limit)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.behaviour.give_up_seconds
+        while loop.time() < deadline:
+            await response.write(piece)
+            await asyncio.sleep(every)
+
+    async def _hold(self, request: web.Request) -> None:
+        """Keep the connection open, silent, until the client leaves (or the safety limit)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.behaviour.give_up_seconds
+        while loop.time() < deadline:
+            if request.transport is None or request.transport.is_closing():
+                raise ConnectionResetError("the client left")
+            await asyncio.sleep(0.05)
+
+    async def _stream(
+        self, request: web.Request, pieces: list[bytes], then: str | None, filler: bytes
+    ) -> web.StreamResponse:
         b = self.behaviour
         response = web.StreamResponse(
             headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
         )
         await response.prepare(request)
         try:
-            if b.latency_ms:
-                await asyncio.sleep(b.latency_ms / 1000)
+            if b.latency_ms or b.first_byte_delay_ms:
+                await asyncio.sleep((b.latency_ms + b.first_byte_delay_ms) / 1000)
             for i, piece in enumerate(pieces):
                 if b.die_after_chunks is not None and i >= b.die_after_chunks + 1:
+                    await asyncio.sleep(0.05)  # what was sent reaches the client before the reset
                     if request.transport is not None:
                         request.transport.abort()
                     self.counters.failed += 1
@@ -109,6 +205,10 @@ class Simulator:
                 if b.tokens_per_second and i:
                     await asyncio.sleep(1 / b.tokens_per_second)
                 await response.write(piece)
+            if then == "stall":
+                await self._forever(response, b": still here\n\n", every=0.1)
+            elif then == "endless":
+                await self._forever(response, filler)
             await response.write_eof()
         except (ConnectionResetError, asyncio.CancelledError):
             self.counters.streams_cancelled += 1

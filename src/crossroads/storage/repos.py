@@ -7,20 +7,45 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from crossroads.schema.generation import GenerationRecord
+from crossroads.storage.fit import RowFitter, refused_for_content
 from crossroads.storage.tables import api_keys, generations
 
 
 class GenerationStore:
+    """Generation records. Inserts are idempotent by id: a record written again (a journal
+    replayed after a crash that came between commit and cleanup) is skipped."""
+
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
+        self._fitter = RowFitter(generations)
+        dialect = engine.dialect.name
+        if dialect == "postgresql":
+            self._insert: sa.Insert = postgresql.insert(generations).on_conflict_do_nothing(
+                index_elements=[generations.c.id]
+            )
+        elif dialect == "sqlite":
+            self._insert = sqlite.insert(generations).on_conflict_do_nothing(
+                index_elements=[generations.c.id]
+            )
+        else:  # pragma: no cover - only SQLite and PostgreSQL are supported
+            self._insert = generations.insert()
 
-    async def insert_many(self, records: Sequence[GenerationRecord]) -> None:
-        if records:
+    def prepare(self, row: Mapping[str, Any]) -> dict[str, Any]:
+        """`row` fitted to the table: text cut to length, integers clamped, and so on."""
+        return self._fitter.fit(row)
+
+    def refused(self, error: BaseException) -> bool:
+        """Whether an insert failed for the rows' content (it would fail again)."""
+        return refused_for_content(error)
+
+    async def insert_many(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        if rows:
             async with self._engine.begin() as conn:
-                await conn.execute(generations.insert(), [r.to_row() for r in records])
+                await conn.execute(self._insert, [self.prepare(r) for r in rows])
 
     async def get(self, generation_id: str) -> GenerationRecord | None:
         query = generations.select().where(generations.c.id == generation_id)

@@ -9,7 +9,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from crossroads.api.messages.response import anthropic_usage, error_body, stop_reason
+from crossroads.api.messages.response import (
+    anthropic_usage,
+    error_body,
+    stop_details,
+    stop_reason,
+    text_block,
+    tool_use_block,
+)
 from crossroads.api.sse import named_event
 from crossroads.errors import GatewayError
 from crossroads.routing.context import RequestContext
@@ -23,6 +30,7 @@ class MessagesEncoder:
         self.block: tuple[str, Any] | None = None  # (kind, key) of the open content block
         self.index = -1
         self.stop: str | None = None
+        self.thinking = ""  # the reasoning text streamed, for the thinking-token estimate
         self.done = False
 
     def _open(self, kind: str, key: Any, block: dict[str, Any]) -> bytes:
@@ -58,10 +66,12 @@ class MessagesEncoder:
             "type": "message",
             "role": "assistant",
             "model": self.model,
+            "container": None,
             "content": [],
             "stop_reason": None,
+            "stop_details": None,
             "stop_sequence": None,
-            "usage": {"input_tokens": 0, "output_tokens": 0},
+            "usage": anthropic_usage({}),  # the counts come with message_delta
         }
         return named_event("message_start", {"type": "message_start", "message": message})
 
@@ -81,6 +91,7 @@ class MessagesEncoder:
                         "thinking", 0, {"type": "thinking", "thinking": "", "signature": ""}
                     )
                     if detail.get("text"):
+                        self.thinking += detail["text"]
                         out += self._delta({"type": "thinking_delta", "thinking": detail["text"]})
                     if detail.get("signature"):
                         out += self._delta(
@@ -90,16 +101,17 @@ class MessagesEncoder:
                 out += self._open(
                     "thinking", 0, {"type": "thinking", "thinking": "", "signature": ""}
                 )
+                self.thinking += delta["reasoning"]
                 out += self._delta({"type": "thinking_delta", "thinking": delta["reasoning"]})
             if delta.get("content"):
-                out += self._open("text", 0, {"type": "text", "text": ""})
+                out += self._open("text", 0, text_block(""))
                 out += self._delta({"type": "text_delta", "text": delta["content"]})
             for call in delta.get("tool_calls") or []:
                 fn = call.get("function") or {}
                 out += self._open(
                     "tool",
                     call.get("index", 0),
-                    {"type": "tool_use", "id": call.get("id"), "name": fn.get("name"), "input": {}},
+                    tool_use_block(call.get("id"), fn.get("name"), {}),
                 )
                 if fn.get("arguments"):
                     out += self._delta(
@@ -113,14 +125,20 @@ class MessagesEncoder:
 
     def _finish(self, chat_usage: dict[str, Any]) -> bytes:
         self.done = True
+        stop = self.stop or "end_turn"
         return (
             self._close_block()
             + named_event(
                 "message_delta",
                 {
                     "type": "message_delta",
-                    "delta": {"stop_reason": self.stop or "end_turn", "stop_sequence": None},
-                    "usage": anthropic_usage(chat_usage),
+                    "delta": {
+                        "stop_reason": stop,
+                        "stop_sequence": None,
+                        "stop_details": stop_details(stop),
+                        "container": None,
+                    },
+                    "usage": anthropic_usage(chat_usage, self.thinking),
                 },
             )
             + named_event("message_stop", {"type": "message_stop"})

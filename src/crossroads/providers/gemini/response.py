@@ -11,6 +11,7 @@ import orjson
 
 from crossroads.providers.base import Completion, normalise_finish_reason
 from crossroads.providers.gemini.request import FORMAT
+from crossroads.providers.untrusted import error_text, items, obj, read_json, text, total
 
 _FILTERED = {
     "SAFETY",
@@ -26,6 +27,8 @@ _FILTERED = {
 def finish_reason(native: str | None, has_calls: bool) -> str | None:
     if native is None:
         return None
+    if not isinstance(native, str):
+        raise TypeError("finishReason is not a string")
     if native in _FILTERED:
         return "content_filter"
     if native == "MALFORMED_FUNCTION_CALL":
@@ -35,19 +38,22 @@ def finish_reason(native: str | None, has_calls: bool) -> str | None:
     return normalise_finish_reason(native)
 
 
-def chat_usage_from_gemini(meta: dict[str, Any]) -> dict[str, Any]:
+def chat_usage_from_gemini(meta: Any) -> dict[str, Any]:
     """Gemini `usageMetadata` as OpenAI/OpenRouter chat usage.
 
     Tool-use prompt tokens count as prompt, thoughts as completion (and reasoning) tokens.
     """
-    thoughts = int(meta.get("thoughtsTokenCount") or 0)
-    prompt = int(meta.get("promptTokenCount") or 0) + int(meta.get("toolUsePromptTokenCount") or 0)
-    completion = int(meta.get("candidatesTokenCount") or 0) + thoughts
+    meta = obj(meta, "usageMetadata")
+    what = "usageMetadata"
+    total(meta, what, "totalTokenCount")  # not used, but a count all the same
+    thoughts = total(meta, what, "thoughtsTokenCount")
+    prompt = total(meta, what, "promptTokenCount", "toolUsePromptTokenCount")
+    completion = total(meta, what, "candidatesTokenCount") + thoughts
     return {
         "prompt_tokens": prompt,
         "completion_tokens": completion,
         "total_tokens": prompt + completion,
-        "prompt_tokens_details": {"cached_tokens": int(meta.get("cachedContentTokenCount") or 0)},
+        "prompt_tokens_details": {"cached_tokens": total(meta, what, "cachedContentTokenCount")},
         "completion_tokens_details": {"reasoning_tokens": thoughts},
     }
 
@@ -69,13 +75,14 @@ class _Parts:
             "reasoning_details": [],
             "tool_calls": [],
         }
-        for part in parts:
-            signature = part.get("thoughtSignature")
+        for part in items(parts, "parts"):
+            signature = text(part.get("thoughtSignature"), "thoughtSignature")
             if part.get("thought"):
-                out["reasoning"] += part.get("text", "")
+                thought = text(part.get("text"), "text") or ""
+                out["reasoning"] += thought
                 detail = {
                     "type": "reasoning.text",
-                    "text": part.get("text", ""),
+                    "text": thought,
                     "format": FORMAT,
                     "index": self.details,
                 }
@@ -85,16 +92,18 @@ class _Parts:
                 self.details += 1
                 continue
             if "functionCall" in part:
-                call = part["functionCall"]
-                call_id = call.get("id") or f"call_{self.calls}"
+                call = obj(part["functionCall"], "functionCall")
+                call_id = text(call.get("id"), "functionCall.id") or f"call_{self.calls}"
                 out["tool_calls"].append(
                     {
                         "index": self.calls,
                         "id": call_id,
                         "type": "function",
                         "function": {
-                            "name": call.get("name"),
-                            "arguments": orjson.dumps(call.get("args") or {}).decode(),
+                            "name": text(call.get("name"), "functionCall.name"),
+                            "arguments": orjson.dumps(
+                                obj(call.get("args"), "functionCall.args")
+                            ).decode(),
                         },
                     }
                 )
@@ -111,7 +120,7 @@ class _Parts:
                     )
                     self.details += 1
             elif "text" in part:
-                out["content"] += part["text"]
+                out["content"] += text(part["text"], "text") or ""
                 if signature:
                     out["reasoning_details"].append(
                         {
@@ -125,13 +134,18 @@ class _Parts:
         return out
 
 
-def _candidate(payload: dict[str, Any]) -> dict[str, Any]:
-    candidates = payload.get("candidates") or []
+def _candidate(payload: Any) -> dict[str, Any]:
+    payload = obj(payload, "response")
+    candidates = items(payload.get("candidates"), "candidates")
     if candidates:
         first: dict[str, Any] = candidates[0]
         return first
-    blocked = (payload.get("promptFeedback") or {}).get("blockReason")
+    blocked = obj(payload.get("promptFeedback"), "promptFeedback").get("blockReason")
     return {"content": {"parts": []}, "finishReason": "SAFETY" if blocked else None}
+
+
+def _parts(candidate: dict[str, Any]) -> list[dict[str, Any]]:
+    return items(obj(candidate.get("content"), "content").get("parts"), "parts")
 
 
 def from_gemini_response(payload: Any) -> Completion:
@@ -140,7 +154,7 @@ def from_gemini_response(payload: Any) -> Completion:
     ):
         raise ValueError("response has no candidates")
     candidate = _candidate(payload)
-    read = _Parts().read((candidate.get("content") or {}).get("parts") or [])
+    read = _Parts().read(_parts(candidate))
     calls = [{k: v for k, v in c.items() if k != "index"} for c in read["tool_calls"]]
     message: dict[str, Any] = {
         "role": "assistant",
@@ -152,7 +166,7 @@ def from_gemini_response(payload: Any) -> Completion:
         message["reasoning_details"] = read["reasoning_details"]
     if calls:
         message["tool_calls"] = calls
-    native = candidate.get("finishReason")
+    native = text(candidate.get("finishReason"), "finishReason")
     choice = {
         "index": 0,
         "message": message,
@@ -161,32 +175,40 @@ def from_gemini_response(payload: Any) -> Completion:
         "logprobs": None,
     }
     return Completion(
-        upstream_id=payload.get("responseId"),
+        upstream_id=text(payload.get("responseId"), "responseId"),
         choices=[choice],
-        usage=chat_usage_from_gemini(payload.get("usageMetadata") or {}),
-        system_fingerprint=payload.get("modelVersion"),
+        usage=chat_usage_from_gemini(payload.get("usageMetadata")),
+        system_fingerprint=text(payload.get("modelVersion"), "modelVersion"),
     )
 
 
 class GeminiStreamDecoder:
+    """Gemini stream chunks as OpenAI chunks; the stream has ended once a candidate (or a
+    blocked prompt) carries a finish reason."""
+
     def __init__(self) -> None:
         self.parts = _Parts()
         self.started = False
+        self.ended = False
 
     def feed(self, data: str) -> list[dict[str, Any]]:
-        payload = orjson.loads(data)
-        if isinstance(payload, dict) and payload.get("error"):
-            raise ValueError((payload["error"] or {}).get("message") or "provider stream error")
+        if data.strip() == "[DONE]":  # not Gemini's, but harmless
+            return []
+        payload = read_json(data)
+        if not isinstance(payload, dict):
+            raise ValueError("stream chunk is not a JSON object")
+        if payload.get("error"):
+            raise ValueError(error_text(payload["error"]))
         candidate = _candidate(payload)
-        read = self.parts.read((candidate.get("content") or {}).get("parts") or [])
+        read = self.parts.read(_parts(candidate))
         delta: dict[str, Any] = {} if self.started else {"role": "assistant"}
         self.started = True
         for key in ("content", "reasoning", "reasoning_details", "tool_calls"):
             if read[key]:
                 delta[key] = read[key]
-        native = candidate.get("finishReason")
+        native = text(candidate.get("finishReason"), "finishReason")
         chunk: dict[str, Any] = {
-            "upstream_id": payload.get("responseId"),
+            "upstream_id": text(payload.get("responseId"), "responseId"),
             "choices": [
                 {
                     "index": 0,
@@ -198,4 +220,6 @@ class GeminiStreamDecoder:
         }
         if payload.get("usageMetadata") and native:
             chunk["usage"] = chat_usage_from_gemini(payload["usageMetadata"])
+        if native:
+            self.ended = True
         return [chunk]

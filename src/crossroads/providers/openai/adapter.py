@@ -17,6 +17,15 @@ from crossroads.providers.base import (
     normalise_finish_reason,
 )
 from crossroads.providers.reasoning import resolve_reasoning
+from crossroads.providers.untrusted import (
+    count,
+    error_text,
+    items,
+    obj,
+    read_json,
+    read_usage,
+    text,
+)
 from crossroads.providers.wire import hash_user_id
 from crossroads.schema.catalog import Endpoint, Provider
 from crossroads.schema.chat import PARAMETERS, ROUTER_FIELDS
@@ -112,8 +121,54 @@ def _headers(provider: Provider) -> dict[str, str]:
     return headers
 
 
-def _message(message: dict[str, Any]) -> dict[str, Any]:
-    out = dict(message)
+def _tool_calls(value: Any, what: str) -> list[dict[str, Any]] | None:
+    """Tool calls as the provider sent them, checked; object arguments become JSON text."""
+    if value is None:
+        return None
+    calls = []
+    for call in items(value, what):
+        call = dict(call)
+        text(call.get("id"), f"{what}.id")
+        text(call.get("type"), f"{what}.type")
+        if call.get("index") is not None and count(call["index"], f"{what}.index") is None:
+            raise TypeError(f"{what}.index is not a number")
+        if "function" in call:
+            function = dict(obj(call["function"], f"{what}.function"))
+            text(function.get("name"), f"{what}.function.name")
+            arguments = function.get("arguments")
+            if isinstance(arguments, dict):
+                function["arguments"] = orjson.dumps(arguments).decode()
+            else:
+                text(arguments, f"{what}.function.arguments")
+            call["function"] = function
+        calls.append(call)
+    return calls
+
+
+def _checked(message: Any, what: str) -> dict[str, Any]:
+    """A message or delta with the fields the router reads checked for their types."""
+    out = dict(obj(message, what))
+    for key in ("role", "refusal", "reasoning", "reasoning_content"):
+        text(out.get(key), f"{what}.{key}")
+    content = out.get("content")
+    if isinstance(content, list):  # content parts (e.g. Mistral's): the text parts, as text
+        parts = items(content, f"{what}.content")
+        out["content"] = "".join(
+            p["text"] for p in parts if p.get("type") == "text" and isinstance(p.get("text"), str)
+        )
+    else:
+        text(content, f"{what}.content")
+    for detail in items(out.get("reasoning_details"), f"{what}.reasoning_details"):
+        for key in ("type", "text", "summary", "signature", "data", "format", "id"):
+            text(detail.get(key), f"{what}.reasoning_details.{key}")
+        count(detail.get("index"), f"{what}.reasoning_details.index")
+    if "tool_calls" in out:
+        out["tool_calls"] = _tool_calls(out["tool_calls"], f"{what}.tool_calls")
+    return out
+
+
+def _message(message: Any) -> dict[str, Any]:
+    out = _checked(message, "message")
     out["role"] = "assistant"
     out.setdefault("content", None)
     out.setdefault("refusal", None)
@@ -128,12 +183,14 @@ def _message(message: dict[str, Any]) -> dict[str, Any]:
 
 def _choice(choice: dict[str, Any], *, delta: bool) -> dict[str, Any]:
     out = dict(choice)
-    native = choice.get("finish_reason")
+    native = text(choice.get("finish_reason"), "finish_reason")
     out["finish_reason"] = normalise_finish_reason(native)
-    out["native_finish_reason"] = choice.get("native_finish_reason", native)
-    out.setdefault("index", 0)
+    out["native_finish_reason"] = text(
+        choice.get("native_finish_reason", native), "native_finish_reason"
+    )
+    out["index"] = count(choice.get("index"), "choice index") or 0
     if delta:
-        d = dict(choice.get("delta") or {})
+        d = _checked(choice.get("delta"), "delta")
         if "reasoning_content" in d:
             d["reasoning"] = d.pop("reasoning_content")
         if d.get("reasoning") and not d.get("reasoning_details"):
@@ -142,26 +199,39 @@ def _choice(choice: dict[str, Any], *, delta: bool) -> dict[str, Any]:
             ]
         out["delta"] = d
     else:
-        out["message"] = _message(choice.get("message") or {})
+        out["message"] = _message(choice.get("message"))
         out.setdefault("logprobs", None)
     return out
 
 
 class OpenAIStreamDecoder:
-    """Chunks of an OpenAI-compatible stream, with finish reasons normalised."""
+    """Chunks of an OpenAI-compatible stream, with finish reasons normalised.
+
+    The stream has ended once `[DONE]` or a finish reason arrived (some providers never
+    send `[DONE]`)."""
+
+    def __init__(self) -> None:
+        self.ended = False
 
     def feed(self, data: str) -> list[dict[str, Any]]:
-        chunk = orjson.loads(data)
+        if data.strip() == "[DONE]":
+            self.ended = True
+            return []
+        chunk = read_json(data)
         if not isinstance(chunk, dict):
             raise ValueError("stream chunk is not a JSON object")
         if chunk.get("error"):
-            raise ValueError(str(chunk["error"]))
-        out = {
-            "choices": [_choice(c, delta=True) for c in chunk.get("choices") or []],
-            "upstream_id": chunk.get("id"),
+            raise ValueError(error_text(chunk["error"]))
+        choices = [_choice(c, delta=True) for c in items(chunk.get("choices"), "choices")]
+        out: dict[str, Any] = {
+            "choices": choices,
+            "upstream_id": text(chunk.get("id"), "id"),
         }
-        if chunk.get("usage"):
-            out["usage"] = chunk["usage"]
+        usage = read_usage(chunk.get("usage"))
+        if usage:
+            out["usage"] = usage
+        if any(c["finish_reason"] for c in choices):
+            self.ended = True
         return [out]
 
 
@@ -179,11 +249,11 @@ class OpenAIAdapter:
         if not isinstance(payload, dict) or not isinstance(payload.get("choices"), list):
             raise ValueError("response has no 'choices' list")
         return Completion(
-            upstream_id=payload.get("id"),
-            choices=[_choice(c, delta=False) for c in payload["choices"]],
-            usage=payload.get("usage"),
-            system_fingerprint=payload.get("system_fingerprint"),
-            service_tier=payload.get("service_tier"),
+            upstream_id=text(payload.get("id"), "id"),
+            choices=[_choice(c, delta=False) for c in items(payload["choices"], "choices")],
+            usage=read_usage(payload.get("usage")),
+            system_fingerprint=text(payload.get("system_fingerprint"), "system_fingerprint"),
+            service_tier=text(payload.get("service_tier"), "service_tier"),
         )
 
     def stream_decoder(self) -> OpenAIStreamDecoder:

@@ -1,0 +1,21 @@
+"""GET /health: liveness, and the generation recorder's counters (no key needed).
+
+The counters are `telemetry.recorder.RecorderStats`: queue depth, rows written, rejected
+(quarantined), spilled to the journal, dropped, journal errors, failed writes, journal
+segments pending. A monitor alerts on `rows_rejected`, `rows_dropped` or a growing
+`queue_depth`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from crossroads.api.http import JSON, gateway_of
+
+
+async def health(request: Request) -> Response:
+    stats = gateway_of(request).recorder.stats()
+    return JSON({"status": "ok", "recorder": asdict(stats)})
