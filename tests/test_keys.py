@@ -6,11 +6,13 @@ import hashlib
 import stat
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 from openrouter import OpenRouter
 
 from conftest import shared_config
+from crossroads.accounting.keys import KeyRing
 from harness import BIN, HTTP, MANAGEMENT_KEY, Server
 from openapi_schema import check
 
@@ -333,3 +335,33 @@ def test_list_keys_bad_query_is_400(server: Server, query: str, name: str) -> No
     assert r.status_code == 400, r.text
     assert not check(r.json(), "/keys", "get", 400, "application/json")
     assert f"Invalid query parameter '{name}'" in r.json()["error"]["message"]
+
+
+class CountingRows:
+    """A key store that counts how often every row is read."""
+
+    def __init__(self) -> None:
+        self.reads = 0
+
+    async def insert(self, row: dict[str, Any]) -> None:
+        pass
+
+    async def update(self, key_hash: str, values: dict[str, Any]) -> None:
+        pass
+
+    async def delete(self, key_hash: str) -> None:
+        pass
+
+    async def all(self) -> list[dict[str, Any]]:
+        self.reads += 1
+        return []
+
+
+async def test_unknown_tokens_read_the_key_table_at_most_once_a_second() -> None:
+    rows = CountingRows()
+    ring = KeyRing(rows)
+    for _ in range(100):  # a flood of junk tokens on /key, /keys or /generation
+        await ring.reload_management()
+    assert rows.reads == 1
+    await ring.reload_management(min_interval=0.0)
+    assert rows.reads == 2

@@ -702,3 +702,18 @@ def test_all_in_outage_go_by_price_and_sort_ignores_outages(
     assert tags(catalog, stats, seed=1)[0] == "beta"
     # a fixed order is kept as is, outage or not
     assert tags(catalog, stats, provider={"sort": "price"}) == ["alpha", "beta", "gamma"]
+
+
+def test_provider_preferences_leaving_nothing_to_try_is_a_404(catalog: Catalog) -> None:
+    error = failure(catalog, provider={"order": ["nobody"], "allow_fallbacks": False})
+    assert error.status == 404 and error.error_type == "not_found"
+    assert "provider constraints" in error.message
+    assert availability(error)["code"] == "constraint_filtered"
+
+
+def test_an_endpoint_reached_through_several_variants_is_tried_once(catalog: Catalog) -> None:
+    plan = make_plan(catalog, models=["acme/trio:nitro", "acme/trio:floor"])
+    ids = [e.id for e in plan.endpoints]
+    assert sorted(ids) == ["acme/trio@alpha", "acme/trio@beta", "acme/trio@gamma"]
+    first = make_plan(catalog).endpoints  # the first name's order is kept
+    assert ids == [e.id for e in first]

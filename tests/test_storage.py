@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
@@ -311,8 +312,9 @@ async def test_a_full_queue_spills_to_the_journal(database_url: str, tmp_path: P
 async def test_unreadable_journal_lines_do_not_stop_the_replay(
     database_url: str, tmp_path: Path
 ) -> None:
-    """What a crash or a disk left behind: a cut line, garbage, an unknown field, a line
-    that is not an object; the good lines are written, the others quarantined."""
+    """What a crash or a disk left behind: a cut line, garbage, a line that is not an
+    object; the good lines are written (one with a field of another version too), the
+    others quarantined."""
     engine = make_engine(database_url)
     await migrate(engine)
     orphan = tmp_path / "journal" / "4242-deadbeef"
@@ -326,11 +328,103 @@ async def test_unreadable_journal_lines_do_not_stop_the_replay(
         GenerationStore(engine), journal=Journal(tmp_path / "journal"), quarantine=quarantine
     )
     await recorder.start()
-    assert await count(engine) == 4 and not orphan.exists()
+    assert await count(engine) == 5 and not orphan.exists()
     stats = recorder.stats()
-    assert stats.rows_rejected == 4 and stats.rows_written == 4 and stats.queue_depth == 0
+    assert stats.rows_rejected == 3 and stats.rows_written == 5 and stats.queue_depth == 0
     rejected = [orjson.loads(line) for line in quarantine.read_bytes().splitlines()]
-    assert len(rejected) == 4 and all(entry["line"] and entry["error"] for entry in rejected)
+    assert len(rejected) == 3 and all(entry["line"] and entry["error"] for entry in rejected)
+    await recorder.close()
+    await engine.dispose()
+
+
+def test_a_record_of_another_version_is_read() -> None:
+    """Unknown keys are ignored and missing optional fields keep their defaults; the
+    fields without a default are still required."""
+    row = {**record(1).to_row(), "surprise": 1}
+    del row["session_id"], row["attempts"]
+    read = GenerationRecord.from_row(orjson.loads(orjson.dumps(row)))
+    assert read.id == "gen-test-1" and read.session_id is None and read.attempts == []
+    assert read.created_at.tzinfo is not None
+    for required in ("id", "created_at", "model"):
+        partial = dict(row)
+        del partial[required]
+        with pytest.raises(TypeError):
+            GenerationRecord.from_row(partial)
+
+
+async def test_a_database_outage_is_retried_with_backoff(tmp_path: Path) -> None:
+    """While the database is down, the writer tries once per round, backing off: not once
+    per request once a batch's worth of records is waiting."""
+    engine = make_engine(f"sqlite:///{tmp_path / 'test.db'}")
+    await migrate(engine)
+
+    class Down(GenerationStore):
+        down, attempts = True, 0
+
+        async def insert_many(self, rows: Sequence[Mapping[str, Any]]) -> None:
+            self.attempts += 1
+            if self.down:
+                raise ConnectionRefusedError("database is down")
+            await super().insert_many(rows)
+
+    store = Down(engine)
+    recorder = Recorder(store, journal=Journal(tmp_path / "journal"), interval=0.01)
+    await recorder.start()
+    for n in range(5000):  # ten batches' worth
+        recorder.submit(record(n))
+        await asyncio.sleep(0)  # the writer may run between requests
+    assert 1 <= store.attempts <= 30, store.attempts
+    store.down = False
+    assert await recorder.flush()
+    assert await count(engine) == 5000 and recorder.stats().rows_written == 5000
+    await recorder.close()
+    await engine.dispose()
+
+
+@pytest.mark.parametrize("max_pending", [10_000, 0], ids=["in-memory", "from-the-journal"])
+async def test_a_retried_batch_quarantines_and_counts_each_row_once(
+    database_url: str, tmp_path: Path, max_pending: int
+) -> None:
+    """A batch is bisected around a refused row, then a later half fails for want of the
+    database: the retry neither quarantines the refused row again nor counts rows twice."""
+    engine = make_engine(database_url)
+    await migrate(engine)
+
+    class Refusing(GenerationStore):
+        cut = True  # the connection drops once, at the batch holding gen-test-7
+
+        async def insert_many(self, rows: Sequence[Mapping[str, Any]]) -> None:
+            ids = {row["id"] for row in rows}
+            if "gen-test-3" in ids:
+                raise ValueError("refused")
+            if self.cut and "gen-test-7" in ids and len(ids) < 10:
+                self.cut = False
+                raise ConnectionError("connection lost")
+            await super().insert_many(rows)
+
+        def refused(self, error: BaseException) -> bool:
+            return isinstance(error, ValueError)
+
+    quarantine = tmp_path / "rejected.jsonl"
+    recorder = Recorder(
+        Refusing(engine),
+        journal=Journal(tmp_path / "journal"),
+        quarantine=quarantine,
+        interval=60,
+        batch_size=10,
+        max_pending=max_pending,
+    )
+    await recorder.start()
+    for n in range(10):
+        recorder.submit(record(n))
+    assert not await recorder.flush()  # 0-4 settled (3 quarantined), then 5-9 cut off
+    assert recorder.stats().rows_rejected == 1 and len(quarantine.read_bytes().splitlines()) == 1
+    assert await recorder.flush()
+    stats = recorder.stats()
+    assert stats.rows_rejected == 1 and stats.rows_written == 9 and stats.queue_depth == 0
+    (entry,) = [orjson.loads(line) for line in quarantine.read_bytes().splitlines()]
+    assert (entry.get("row") or orjson.loads(entry["line"]))["id"] == "gen-test-3"
+    assert await count(engine) == 9
     await recorder.close()
     await engine.dispose()
 

@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 
 from adapters import FIXTURES
 from crossroads.errors import ConfigError, redact
+from crossroads.gateway import upstream_limits
 from crossroads.providers import builtin_adapters
 from crossroads.providers.base import UpstreamError
 from crossroads.providers.http import MAX_RETRY_AFTER, parse_retry_after
@@ -164,7 +165,7 @@ def test_stream_limit_settings() -> None:
         file_settings={"upstream_max_body_bytes": 1000, "upstream_idle_timeout_seconds": 2},
         env={"CROSSROADS_UPSTREAM_STREAM_TIMEOUT_SECONDS": "30"},
     )
-    limits = s.upstream_limits()
+    limits = upstream_limits(s)
     assert (limits.max_body_bytes, limits.idle_seconds, limits.stream_seconds) == (1000, 2, 30)
     assert limits.idle_for(Provider(slug="p", name="P", timeout_seconds=0.5)) == 0.5
     for bad in ("0", "-1", "inf", "nan", "soon"):

@@ -22,7 +22,7 @@ from crossroads.catalog import Catalog, load_catalog, read_config
 from crossroads.catalog.discovery import discover_local
 from crossroads.providers import builtin_adapters
 from crossroads.providers.base import Adapter
-from crossroads.providers.http import UpstreamClient
+from crossroads.providers.http import UpstreamClient, UpstreamLimits
 from crossroads.routing.attempt import Upstream
 from crossroads.routing.executor import Executor
 from crossroads.routing.run import Sinks
@@ -31,6 +31,16 @@ from crossroads.storage import GenerationStore, KeyStore, make_engine, migrate
 from crossroads.telemetry.journal import Journal
 from crossroads.telemetry.recorder import Recorder
 from crossroads.telemetry.stats import LiveStats
+
+
+def upstream_limits(settings: Settings) -> UpstreamLimits:
+    """The bounds on what a provider may send, from the server's settings."""
+    return UpstreamLimits(
+        max_body_bytes=settings.upstream_max_body_bytes,
+        max_event_bytes=settings.upstream_max_event_bytes,
+        stream_seconds=settings.upstream_stream_timeout_seconds,
+        idle_seconds=settings.upstream_idle_timeout_seconds,
+    )
 
 
 @dataclass
@@ -61,7 +71,7 @@ class Gateway:
         adapters = builtin_adapters()
         catalog = load_catalog(config, adapters=adapters, created=created)
         engine = make_engine(settings.database_url)
-        client = UpstreamClient(limits=settings.upstream_limits())
+        client = UpstreamClient(limits=upstream_limits(settings))
         stats = LiveStats()
         keys = KeyRing(KeyStore(engine))
         data = Path(settings.data_dir)

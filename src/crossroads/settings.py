@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 from crossroads.errors import ConfigError
-from crossroads.providers.http import UpstreamLimits
 
 _ENV_PREFIX = "CROSSROADS_"
 
@@ -40,14 +39,6 @@ class Settings:
     @property
     def database_url(self) -> str:
         return self.database or f"sqlite:///{Path(self.data_dir) / 'crossroads.db'}"
-
-    def upstream_limits(self) -> UpstreamLimits:
-        return UpstreamLimits(
-            max_body_bytes=self.upstream_max_body_bytes,
-            max_event_bytes=self.upstream_max_event_bytes,
-            stream_seconds=self.upstream_stream_timeout_seconds,
-            idle_seconds=self.upstream_idle_timeout_seconds,
-        )
 
     @classmethod
     def load(

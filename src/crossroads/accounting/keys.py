@@ -7,13 +7,16 @@ label are kept. Authentication is a dict lookup and never touches the database.
 from __future__ import annotations
 
 import hashlib
+import math
 import secrets
+import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
+RELOAD_INTERVAL = 1.0  # seconds between two reads of the stored management keys
 KEY_PREFIX = "sk-cr-v1-"
 WORKSPACE_ID = str(uuid.uuid5(uuid.NAMESPACE_URL, "crossroads:default-workspace"))  # the one
 
@@ -155,6 +158,7 @@ class KeyRing:
         self._store = store
         self._keys: dict[str, ApiKey] = {}
         self._ephemeral: set[str] = set()  # hashes of keys that are not stored
+        self._reloaded_at = -math.inf  # time.monotonic() of the last reload_management()
 
     async def load(
         self, *, spend: Mapping[str, Mapping[str, float]], starts: Mapping[str, datetime]
@@ -211,9 +215,14 @@ class KeyRing:
         key = self._keys.get(key_hash)
         return key is not None and (not key.is_management or key_hash in self._ephemeral)
 
-    async def reload_management(self) -> None:
+    async def reload_management(self, *, min_interval: float = RELOAD_INTERVAL) -> None:
         """The stored management keys as they are now in the store: a rotation made by another
-        process takes effect (the new key works, the old one stops working)."""
+        process takes effect (the new key works, the old one stops working). At most one read
+        of the store per `min_interval` seconds, however many unknown tokens arrive."""
+        now = time.monotonic()
+        if now - self._reloaded_at < min_interval:
+            return
+        self._reloaded_at = now
         stored = {r["hash"]: r for r in await self._store.all() if r["is_management"]}
         for key_hash, key in list(self._keys.items()):
             if key.is_management and key_hash not in self._ephemeral and key_hash not in stored:

@@ -78,6 +78,12 @@ async def _disconnected(request: Request) -> None:
         pass
 
 
+def _consume(task: asyncio.Future[Any]) -> None:
+    """Mark a finished task's exception as retrieved; the watcher's end is of no interest."""
+    if not task.cancelled():
+        task.exception()
+
+
 async def unless_disconnected(request: Request, work: Awaitable[T]) -> T:
     """`work`'s result; if the client disconnects first, `work` is cancelled (its cleanup
     runs to the end) and a 499 `GatewayError` is raised for a response nobody reads."""
@@ -87,6 +93,8 @@ async def unless_disconnected(request: Request, work: Awaitable[T]) -> T:
         await asyncio.wait((task, watcher), return_when=asyncio.FIRST_COMPLETED)
     finally:  # also when this handler itself is cancelled (server shutdown)
         watcher.cancel()
+        # retrieve what the watcher ended with (an error of `receive`): never left unread
+        watcher.add_done_callback(_consume)
         if not task.done():
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

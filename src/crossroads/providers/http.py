@@ -22,7 +22,9 @@ from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
 import aiohttp
+import yarl
 
+from crossroads.errors import redact
 from crossroads.providers.base import UpstreamError, UpstreamRequest
 from crossroads.providers.sse import SSEDecoder
 from crossroads.schema.catalog import Provider
@@ -142,6 +144,7 @@ class UpstreamClient:
         Leaving the block early (an error, a cancelled client) closes the connection, which
         is how the provider learns to stop generating.
         """
+        where = _loggable(request.url, provider)
         try:
             response = await self.session.post(
                 request.url,
@@ -150,14 +153,19 @@ class UpstreamClient:
                 timeout=self._timeout(provider, stream=request.stream),
             )
         except aiohttp.ConnectionTimeoutError:
-            _log().warning("provider %s: connecting to %s timed out", provider.slug, request.url)
+            _log().warning("provider %s: connecting to %s timed out", provider.slug, where)
             raise UpstreamError(
                 provider, "timeout", "Provider timed out: the connection was not accepted"
             ) from None
         except TimeoutError:
             raise UpstreamError(provider, "timeout", "Provider timed out") from None
         except aiohttp.ClientError as exc:
-            _log().warning("provider %s: cannot connect to %s: %r", provider.slug, request.url, exc)
+            _log().warning(
+                "provider %s: cannot connect to %s: %s",
+                provider.slug,
+                where,
+                _redacted(exc, provider),
+            )
             raise UpstreamError(provider, "connection", _unreachable(exc)) from None
         try:
             yield response
@@ -165,7 +173,10 @@ class UpstreamClient:
             raise UpstreamError(provider, "timeout", "Provider timed out") from None
         except aiohttp.ClientError as exc:
             _log().warning(
-                "provider %s: connection to %s failed: %r", provider.slug, request.url, exc
+                "provider %s: connection to %s failed: %s",
+                provider.slug,
+                where,
+                _redacted(exc, provider),
             )
             raise UpstreamError(provider, "connection", _broken(exc)) from None
         finally:
@@ -234,6 +245,20 @@ class UpstreamClient:
         for data in (_feed(decoder, pending, provider) if pending else None, decoder.flush()):
             if data is not None:
                 yield data
+
+
+def _loggable(url: str, provider: Provider) -> str:
+    """A URL for the log: no `user:password@`, no credentials in its query."""
+    try:
+        url = str(yarl.URL(url).with_user(None))
+    except (TypeError, ValueError):
+        pass
+    return redact(url, (provider.api_key,))
+
+
+def _redacted(exc: BaseException, provider: Provider) -> str:
+    """An exception for the log: its repr may carry the URL, so without credentials."""
+    return redact(repr(exc), (provider.api_key,))
 
 
 def _feed(decoder: SSEDecoder, line: bytes, provider: Provider) -> str | None:

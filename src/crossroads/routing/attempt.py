@@ -50,9 +50,19 @@ class Call:
         """The stream's OpenAI-shaped chunks, in order, until its end.
 
         A body that ends before the protocol's end (`decoder.ended`) raises an
-        `UpstreamError`: the provider cut the stream short."""
+        `UpstreamError`: the provider cut the stream short. A transport that breaks after
+        that end (say between the finish chunk and `[DONE]`) ends a complete stream."""
         decoder = self.adapter.stream_decoder()
-        async for data in self.client.events(self.response, self.provider):
+        events = aiter(self.client.events(self.response, self.provider))
+        while True:
+            try:
+                data = await anext(events)
+            except StopAsyncIteration:
+                break
+            except (aiohttp.ClientError, UpstreamError):
+                if decoder.ended:
+                    break
+                raise
             try:
                 pieces = decoder.feed(data)
             except _UNREADABLE as exc:

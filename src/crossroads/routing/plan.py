@@ -100,4 +100,29 @@ def plan_request(
             for variant, eps in groups
             for e in order_endpoints(eps, prefs, variant, stats, rng, catalog)
         ]
-    return Plan(endpoints=ordered[:MAX_ATTEMPTS], requested=names, prompt_tokens=prompt_tokens)
+    # one endpoint reached through several names (`acme/trio`, `acme/trio:nitro`) is tried once
+    unique: dict[str, Endpoint] = {}
+    for e in ordered:
+        unique.setdefault(e.id, e)  # the first occurrence keeps its place
+    if not unique:
+        raise _no_match(names)
+    endpoints = list(unique.values())[:MAX_ATTEMPTS]
+    return Plan(endpoints=endpoints, requested=names, prompt_tokens=prompt_tokens)
+
+
+def _no_match(names: list[str]) -> GatewayError:
+    """Every endpoint passed the filters, but the provider preferences (`order` without
+    fallbacks, `only`) left none to try."""
+    return GatewayError(
+        404,
+        f"No endpoints found matching your provider constraints for {', '.join(names)}",
+        metadata={
+            "availability": {
+                "code": "constraint_filtered",
+                "retryable": False,
+                "requested_models": names,
+                "excluded_by": ["provider"],
+                "constraint": {"field": "provider"},
+            }
+        },
+    )

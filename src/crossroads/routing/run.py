@@ -92,6 +92,12 @@ def final_error(errors: list[UpstreamError]) -> GatewayError:
             },
             headers={"Retry-After": str(math.ceil(retry))} if retry else None,
         )
+    if not errors:  # nothing was tried: a plan is never empty, but never answer an IndexError
+        return GatewayError(
+            404,
+            "No endpoints found matching your provider constraints",
+            metadata={"availability": {"code": "constraint_filtered", "retryable": False}},
+        )
     return errors[-1].to_gateway_error(previous=errors[:-1])
 
 
@@ -213,10 +219,16 @@ class Run:
         first_token_ms: float,
         total_ms: float,
         note: str | None = None,
+        measured: bool = True,
     ) -> None:
         """An attempt answered: latency is the time to its first token (to the whole answer when not
         streamed); throughput is output tokens per second after the first token (unknown when not
-        streamed, where the first token is not seen apart from the last)."""
+        streamed, where the first token is not seen apart from the last). Not `measured` (a
+        stream the client cut off), the attempt is noted; the live statistics stay as they were.
+        """
+        if not measured:
+            self._note(endpoint, 200, first_token_ms, note)
+            return
         generation_s = (total_ms - first_token_ms) / 1000
         tokens = usage.get("completion_tokens") or 0
         throughput = tokens / generation_s if generation_s > 0 and tokens > 1 else None

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncGenerator
 from typing import Any
 
-from crossroads.errors import StreamFailure
+from crossroads.errors import GatewayError, StreamFailure
 from crossroads.providers.base import UpstreamError
 from crossroads.providers.reasoning import strip_reasoning
 from crossroads.routing.attempt import Upstream
@@ -64,7 +65,8 @@ class ChatStream:
                     continue
                 yield relay.fail(error)
                 return
-            except BaseException:  # the client went away (cancellation) or the consumer closed us
+            except (asyncio.CancelledError, GeneratorExit):
+                # the client went away (cancellation) or the consumer closed us
                 if self.started:
                     relay.cancel()
                 else:
@@ -75,6 +77,16 @@ class ChatStream:
                             cancelled=True,
                         )
                     )
+                raise
+            except Exception:  # a bug of ours, not the client's doing: record it, then let it out
+                run.record(  # not charged: the failure is the gateway's
+                    Outcome(
+                        endpoint=endpoint if self.started else None,
+                        finish_reason="error",
+                        latency_ms=elapsed_ms(run.ctx.started),
+                        error=GatewayError(500, "Internal server error"),
+                    )
+                )
                 raise
             yield relay.finish()
             return
@@ -181,11 +193,12 @@ class _Relay:
     def cancel(self) -> None:
         """The client disconnected: bill what was delivered, mark the record cancelled."""
         usage, note = self._usage(self.finish_reason or "cancelled")
-        self.run.succeeded(
+        self.run.succeeded(  # noted, not measured: a cut-off stream says nothing of throughput
             self.endpoint,
             usage,
             first_token_ms=self.first_token_ms,
             total_ms=elapsed_ms(self.since),
             note="; ".join(n for n in ("cancelled by client", note) if n),
+            measured=False,
         )
         self._record(usage, cancelled=True)

@@ -7,7 +7,7 @@ none of them.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from typing import Any
 
@@ -62,9 +62,10 @@ class GenerationRecord:
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> GenerationRecord:
         """A record from `to_row()`'s shape, also as read back from JSON (`created_at` as
-        ISO 8601 text). An unknown or missing field raises TypeError; a time that is not
-        ISO 8601 raises ValueError."""
-        values = dict(row)
+        ISO 8601 text), possibly written by another version: unknown keys are ignored and
+        missing optional fields keep their defaults. A missing `id`, `created_at` or `model`
+        raises TypeError; a time that is not ISO 8601 raises ValueError."""
+        values = {name: value for name, value in row.items() if name in _FIELDS}
         created = values.get("created_at")
         if isinstance(created, str):
             created = datetime.fromisoformat(created)
@@ -133,3 +134,6 @@ class GenerationRecord:
             "attempts": self.attempts,
             "error": self.error,
         }
+
+
+_FIELDS = frozenset(f.name for f in fields(GenerationRecord))  # what `from_row` keeps

@@ -38,7 +38,6 @@ class SealedSegment:
 
     path: Path
     fd: int
-    lines: int
 
     def sync(self) -> None:
         os.fsync(self.fd)
@@ -93,7 +92,8 @@ def read_lines(path: Path, offset: int, limit: int) -> tuple[list[bytes], int]:
 
 
 def append_durably(path: Path, line: bytes) -> None:
-    """Append one line to `path` and fsync it (the quarantine file: rare, and kept)."""
+    """Append `line` (one or more whole lines) to `path` and fsync it (the quarantine file:
+    rare, and kept). Blocking: call it from a thread."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("ab") as file:
         file.write(line)
@@ -218,7 +218,7 @@ class Journal:
         caller syncs and closes it, off the event loop."""
         if self._fd is None or self._path is None:
             return None
-        sealed = SealedSegment(self._path, self._fd, self._lines)
+        sealed = SealedSegment(self._path, self._fd)
         self._fd, self._path, self._lines, self._dirty = None, None, 0, False
         return sealed
 
@@ -228,7 +228,7 @@ class Journal:
         if self._fd is None or self._path is None or not self._dirty:
             return None
         self._dirty = False
-        return SealedSegment(self._path, self._fd, self._lines)
+        return SealedSegment(self._path, self._fd)
 
     def close(self) -> None:
         """Close the active segment and release the directory; an empty directory is

@@ -12,13 +12,20 @@ segments left behind (a crash, a shutdown while the database was down, the old
 shutdown spool) are written first: the gateway sums key spend from the table after
 that. Inserts skip ids already stored, so a segment written twice counts once.
 
-Nothing blocks the request path and nothing is dropped silently:
+The request path does one blocking call: the journal's `os.write`, which returns once
+the bytes are in the operating system's page cache (microseconds; longer only if the
+kernel throttles writers under heavy dirty-page pressure). It is kept on the event loop
+on purpose: a thread hop per request would cost more than it saves, and the record is
+safe from a process crash as soon as `submit()` returns. Everything slow (fsync, reads,
+inserts, the quarantine file) runs in the background writer, off the loop. Nothing is
+dropped silently:
 - a batch the database refuses is bisected; a row refused for its content (a value out
   of range, too long, a constraint; not a connection failure) goes to the quarantine
   file (`rejected-generations.jsonl`: the row and the error) and is counted in
   `rows_rejected`; every other row is written;
 - when the database cannot be reached, the rows stay (in memory and in the journal) and
-  the next round retries them;
+  a later round retries them, backing off (up to `_MAX_BACKOFF` seconds) while it fails;
+  rows of a batch already written or quarantined are not sent or counted again;
 - the queue held in memory is bounded by `max_pending` rows: past it, records are kept
   only in the journal (`rows_spilled`) and read back from it when the database catches up;
 - a journal line that cannot be read back is quarantined as text.
@@ -32,7 +39,7 @@ import asyncio
 import logging
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
@@ -43,6 +50,8 @@ from crossroads.schema.generation import GenerationRecord
 from crossroads.telemetry.journal import Journal, append_durably, count_lines, read_lines
 
 log = logging.getLogger("crossroads.recorder")
+
+_MAX_BACKOFF = 5.0  # seconds between the writer's rounds while the database is down
 
 Row = dict[str, Any]
 
@@ -67,7 +76,7 @@ class RecorderStats:
     """The recorder's counters, since the process started (see the module docstring)."""
 
     queue_depth: int  # records submitted or replayed, not yet committed or quarantined
-    rows_written: int  # committed (a batch retried after a partial failure may count twice)
+    rows_written: int  # committed
     rows_rejected: int  # refused by the database for their content, quarantined
     rows_spilled: int  # kept only in the journal because the memory queue was full
     rows_dropped: int  # lost: neither the journal nor the memory queue could take them
@@ -82,7 +91,11 @@ class _Pending:
 
     path: Path | None  # the journal file holding them, deleted once they are all written
     rows: list[Row] | None  # in memory; None: read back from `path`
-    done: int = 0  # rows written so far (bytes of `path` when read back from it)
+    rows_done: int = 0  # rows of `rows` written or quarantined so far
+    offset: int = 0  # bytes of `path` written or quarantined so far (when `rows` is None)
+    # ids of the current batch already written or quarantined: when a later part of the
+    # batch fails for want of the database, the retry skips them
+    settled: set[str] = field(default_factory=set)
 
 
 class Recorder:
@@ -114,6 +127,7 @@ class Recorder:
         self._written = self._rejected = self._spilled = self._dropped = 0
         self._journal_errors = self._write_failures = 0
         self._failing = False  # the last insert could not reach the database
+        self._rejects: list[bytes] = []  # quarantine lines not yet written to the file
         self._wakeup = asyncio.Event()
         self._writing = asyncio.Lock()  # one writer at a time: the task, flush(), close()
         self._task: asyncio.Task[None] | None = None
@@ -160,8 +174,8 @@ class Recorder:
             self._recent.popitem(last=False)
         self._depth += 1
         self._since_seal += 1
-        if self._since_seal >= self._batch_size:
-            self._wakeup.set()
+        if self._since_seal >= self._batch_size and not self._failing:  # not per request
+            self._wakeup.set()  # while the database is down: the writer backs off
         if self._journal is not None and self._journal.is_open:
             try:
                 self._journal.append(orjson.dumps(row, default=str) + b"\n")
@@ -219,9 +233,16 @@ class Recorder:
             return await self._write_sealed()
 
     async def _run(self) -> None:
+        failed_rounds = 0
         while not self._closing:
+            delay = self._interval
+            if self._failing:  # back off: one attempt per round, not one per request
+                failed_rounds = min(failed_rounds + 1, 16)
+                delay = max(self._interval, min(self._interval * 2**failed_rounds, _MAX_BACKOFF))
+            else:
+                failed_rounds = 0
             try:
-                await asyncio.wait_for(self._wakeup.wait(), self._interval)
+                await asyncio.wait_for(self._wakeup.wait(), delay)
             except TimeoutError:
                 pass
             self._wakeup.clear()
@@ -281,19 +302,23 @@ class Recorder:
     async def _write(self, pending: _Pending) -> bool:
         while True:
             if pending.rows is not None:
-                batch = pending.rows[pending.done : pending.done + self._batch_size]
-                if not batch:
+                chunk = pending.rows[pending.rows_done : pending.rows_done + self._batch_size]
+                if not chunk:
                     return True
-                if not await self._insert(batch):
+                batch = [row for row in chunk if row["id"] not in pending.settled]
+                if batch and not await self._insert(batch, pending):
+                    await self._write_rejects()
                     return False
-                pending.done += len(batch)
-                self._depth -= len(batch)
+                await self._write_rejects()
+                pending.rows_done += len(chunk)
+                pending.settled.clear()
+                self._depth -= len(chunk)
                 continue
             if pending.path is None:
                 return True
             try:
                 lines, end = await asyncio.to_thread(
-                    read_lines, pending.path, pending.done, self._batch_size
+                    read_lines, pending.path, pending.offset, self._batch_size
                 )
             except FileNotFoundError:
                 return True
@@ -303,13 +328,20 @@ class Recorder:
             if not lines:
                 return True
             parsed = [(line, self._parse(line)) for line in lines]
-            rows = [row for _, row in parsed if isinstance(row, dict)]
-            if rows and not await self._insert(rows):
+            rows = [
+                row
+                for _, row in parsed
+                if isinstance(row, dict) and row["id"] not in pending.settled
+            ]
+            if rows and not await self._insert(rows, pending):
+                await self._write_rejects()
                 return False
             for line, row in parsed:
                 if isinstance(row, Exception):
                     self._reject({"line": line.decode("utf-8", "replace")}, row)
-            pending.done = end
+            await self._write_rejects()
+            pending.offset = end
+            pending.settled.clear()
             self._depth -= len(lines)
 
     def _parse(self, line: bytes) -> Row | Exception:
@@ -322,9 +354,10 @@ class Recorder:
         except Exception as error:
             return error
 
-    async def _insert(self, rows: list[Row]) -> bool:
+    async def _insert(self, rows: list[Row], pending: _Pending) -> bool:
         """Insert `rows`, isolating those the database refuses (bisection); False if the
-        database could not be reached (nothing is lost: the caller retries)."""
+        database could not be reached (nothing is lost: the caller retries). The ids written
+        or quarantined are added to `pending.settled`, for the retry to skip."""
         try:
             await self._store.insert_many(rows)
         except Exception as error:
@@ -336,17 +369,22 @@ class Recorder:
                 return False
             if len(rows) == 1:
                 self._reject({"row": rows[0]}, error)
+                pending.settled.add(rows[0]["id"])
                 return True
             half = len(rows) // 2
-            return await self._insert(rows[:half]) and await self._insert(rows[half:])
+            return await self._insert(rows[:half], pending) and await self._insert(
+                rows[half:], pending
+            )
         if self._failing:
             log.warning("generation records are written again")
             self._failing = False
         self._written += len(rows)
+        pending.settled.update(row["id"] for row in rows)
         return True
 
     def _reject(self, entry: dict[str, Any], error: BaseException) -> None:
-        """Keep what the database refused, with the reason, in the quarantine file."""
+        """Keep what the database refused, with the reason, for the quarantine file
+        (`_write_rejects` writes it)."""
         self._rejected += 1
         reason = f"{type(error).__name__}: {getattr(error, 'orig', None) or error}"[:2000]
         entry = {"rejected_at": datetime.now(UTC), "error": reason, **entry}
@@ -355,12 +393,23 @@ class Recorder:
         except TypeError:
             line = orjson.dumps({**entry, "row": repr(entry.get("row"))}, default=str) + b"\n"
         log.error("generation record refused by the database, quarantined: %s", reason)
+        self._rejects.append(line)
+
+    async def _write_rejects(self) -> None:
+        """Append the quarantined lines to the quarantine file, synced: one write and one
+        fsync per batch, in a thread (the event loop serves requests meanwhile)."""
+        lines, self._rejects = self._rejects, []
+        if not lines:
+            return
         try:
             if self._quarantine is None:
                 raise OSError("no quarantine file")
-            append_durably(self._quarantine, line)
+            await asyncio.to_thread(append_durably, self._quarantine, b"".join(lines))
         except OSError:
-            log.exception("cannot quarantine; the refused record: %s", line.decode())
+            log.exception(
+                "cannot quarantine; the refused records: %s",
+                b"".join(lines).decode("utf-8", "replace"),
+            )
 
     async def close(self, retries: int = 3) -> None:
         """Write everything; what the database will not take now stays in the journal."""
@@ -388,7 +437,9 @@ class Recorder:
     def _journal_memory_rows(self) -> None:
         """At shutdown, rows that only memory holds get one more chance at the journal."""
         for pending in [p for p in self._sealed if p.path is None and p.rows]:
-            for row in (pending.rows or [])[pending.done :]:
+            for row in (pending.rows or [])[pending.rows_done :]:
+                if row["id"] in pending.settled:
+                    continue  # written or quarantined already
                 try:
                     if self._journal is None or not self._journal.is_open:
                         raise OSError("no journal")

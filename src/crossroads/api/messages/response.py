@@ -26,7 +26,6 @@ _ERROR_TYPES = {
     "payload_too_large": "invalid_request_error",  # the spec's enum has no request_too_large
     "unprocessable": "invalid_request_error",
 }
-DIRECT_CALLER = {"type": "direct"}  # a tool_use block the model asked for itself
 
 
 def stop_reason(finish: str | None, native: str | None) -> str | None:
@@ -95,7 +94,7 @@ def tool_use_block(call_id: Any, name: Any, arguments: dict[str, Any]) -> dict[s
         "id": str(call_id or ""),
         "name": str(name or ""),
         "input": arguments,
-        "caller": DIRECT_CALLER,
+        "caller": {"type": "direct"},  # a tool_use block the model asked for itself
     }
 
 

@@ -1,0 +1,221 @@
+"""Regressions: an empty routing plan, a stream broken after its end, a cut-off stream's
+statistics, internal errors while streaming, log redaction, shared response state."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import aiohttp
+import orjson
+import pytest
+
+from crossroads.api.http import _consume
+from crossroads.api.messages.response import tool_use_block
+from crossroads.errors import GatewayError
+from crossroads.providers import builtin_adapters
+from crossroads.providers.http import _loggable
+from crossroads.routing.attempt import Call
+from crossroads.routing.context import RequestContext
+from crossroads.routing.plan import Plan
+from crossroads.routing.run import Run, Sinks, final_error
+from crossroads.routing.streaming import ChatStream
+from crossroads.schema.catalog import Endpoint, Provider
+from crossroads.schema.chat import parse_chat_request
+from crossroads.schema.generation import GenerationRecord
+from harness import Server
+
+PROVIDER = Provider(
+    slug="p", name="P", api="openai", base_url="http://127.0.0.1:9/v1", api_key="p-secret-key"
+)
+ENDPOINT = Endpoint(provider="p", model_id="acme/x", upstream_model="x")
+
+
+def _chunk(content: str | None, finish: str | None = None) -> str:
+    delta = {"content": content} if content is not None else {}
+    return orjson.dumps(
+        {"id": "u1", "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+    ).decode()
+
+
+class BrokenAfter:
+    """An upstream client whose stream sends `events`, then breaks like a dropped connection."""
+
+    def __init__(self, events: list[str]) -> None:
+        self.sent = events
+
+    async def events(self, response: Any, provider: Provider) -> AsyncIterator[str]:
+        for data in self.sent:
+            yield data
+        raise aiohttp.ClientPayloadError("connection reset")
+
+
+async def _collect(events: list[str]) -> list[dict[str, Any]]:
+    adapter = builtin_adapters()["openai"]
+    call = Call(PROVIDER, adapter, response=None, client=BrokenAfter(events))  # type: ignore[arg-type]
+    return [piece async for piece in call.chunks()]
+
+
+# --- 1. an empty plan ---------------------------------------------------------------------------
+
+
+def test_provider_constraints_leaving_nothing_is_a_404_envelope(server: Server) -> None:
+    for stream in (False, True):
+        r = server.chat(
+            "acme/trio", provider={"order": ["nobody"], "allow_fallbacks": False}, stream=stream
+        )
+        assert r.status_code == 404, r.text
+        error = r.json()["error"]
+        assert error["code"] == 404 and "provider constraints" in error["message"]
+        assert error["metadata"]["availability"]["code"] == "constraint_filtered"
+
+
+def test_final_error_without_errors_is_not_an_index_error() -> None:
+    error = final_error([])
+    assert isinstance(error, GatewayError) and error.status == 404
+
+
+# --- 3. a transport break after the protocol's end ----------------------------------------------
+
+
+def test_a_break_after_the_finish_chunk_ends_a_complete_stream() -> None:
+    pieces = asyncio.run(_collect([_chunk("hi"), _chunk(None, "stop")]))
+    assert [p["choices"][0]["finish_reason"] for p in pieces] == [None, "stop"]
+
+
+def test_a_break_before_the_end_is_still_a_failure() -> None:
+    with pytest.raises(aiohttp.ClientPayloadError):  # `open()` turns it into an UpstreamError
+        asyncio.run(_collect([_chunk("hi")]))
+
+
+# --- 4, 5. streaming bookkeeping ----------------------------------------------------------------
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.successes: list[tuple[str, float, float | None]] = []
+        self.records: list[GenerationRecord] = []
+        self.charged: list[float] = []
+
+    def record_success(self, endpoint_id: str, latency_ms: float, throughput: float | None) -> None:
+        self.successes.append((endpoint_id, latency_ms, throughput))
+
+    def record_failure(self, endpoint_id: str, *, rate_limited: bool = False) -> None:
+        pass
+
+    def charge(
+        self, key_hash: str | None, cost: float, at: Any, *, free_model: bool = False
+    ) -> None:
+        self.charged.append(cost)
+
+    def submit(self, record: GenerationRecord) -> None:
+        self.records.append(record)
+
+
+class FakeCall:
+    provider = PROVIDER
+
+    def __init__(self, pieces: list[dict[str, Any]]) -> None:
+        self.pieces = pieces
+
+    async def chunks(self) -> AsyncIterator[dict[str, Any]]:
+        for piece in self.pieces:
+            await asyncio.sleep(0)
+            yield piece
+
+
+class FakeUpstream:
+    def __init__(self, pieces: list[dict[str, Any]]) -> None:
+        self.pieces = pieces
+
+    @asynccontextmanager
+    async def call(self, endpoint: Endpoint, body: dict[str, Any], *, stream: bool) -> Any:
+        yield FakeCall(self.pieces)
+
+
+def _stream(pieces: list[dict[str, Any]]) -> tuple[ChatStream, Recorder]:
+    sink = Recorder()
+    body = {"model": "acme/x", "messages": [{"role": "user", "content": "hi"}], "stream": True}
+    run = Run(
+        Sinks({"p": PROVIDER}, sink, sink, sink),
+        Plan(endpoints=[ENDPOINT], requested=["acme/x"], prompt_tokens=3),
+        parse_chat_request(body),
+        body,
+        RequestContext(generation_id="gen-1", api_key_hash="k"),
+        streamed=True,
+    )
+    return ChatStream(FakeUpstream(pieces), run, body), sink  # type: ignore[arg-type]
+
+
+def _piece(content: str) -> dict[str, Any]:
+    return {"choices": [{"index": 0, "delta": {"content": content}, "finish_reason": None}]}
+
+
+def test_a_cancelled_stream_is_noted_but_not_measured() -> None:
+    stream, sink = _stream([_piece(w) for w in ("one ", "two ", "three")])
+
+    async def consume() -> None:
+        chunks = stream.chunks()
+        await anext(chunks)
+        await anext(chunks)
+        await chunks.aclose()  # the consumer closes us: the client went away
+
+    asyncio.run(consume())
+    assert sink.successes == []  # no throughput of a cut-off stream
+    (record,) = sink.records
+    assert record.cancelled and record.attempts[0]["status"] == 200
+    assert "cancelled by client" in record.attempts[0]["error"]
+
+
+def test_an_internal_error_while_streaming_is_recorded_as_an_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    stream, sink = _stream([_piece("one "), _piece("two ")])
+    from crossroads.routing import streaming
+
+    def broken(self: Any, piece: dict[str, Any]) -> None:
+        raise KeyError("bug")
+
+    monkeypatch.setattr(streaming._Relay, "absorb", broken)
+
+    async def consume() -> None:
+        async for _ in stream.chunks():
+            pass
+
+    with pytest.raises(KeyError):
+        asyncio.run(consume())
+    (record,) = sink.records
+    assert not record.cancelled and record.finish_reason == "error"
+    assert record.error is not None and record.error["code"] == 500
+    assert sink.charged == [0.0]
+
+
+# --- 6, 7, 8 ------------------------------------------------------------------------------------
+
+
+def test_the_watcher_exception_is_retrieved() -> None:
+    async def main() -> None:
+        async def boom() -> None:
+            raise RuntimeError("receive failed")
+
+        task = asyncio.ensure_future(boom())
+        await asyncio.sleep(0)
+        _consume(task)
+        assert task._log_traceback is False  # type: ignore[attr-defined]
+
+    asyncio.run(main())
+
+
+def test_logged_urls_carry_no_credentials() -> None:
+    url = "http://bob:hunter22@h:8/v1/chat?key=abcdefgh&x=p-secret-key"
+    logged = _loggable(url, PROVIDER)
+    assert "hunter22" not in logged and "abcdefgh" not in logged and "p-secret-key" not in logged
+    assert logged.startswith("http://h:8/v1/chat")
+
+
+def test_tool_use_blocks_share_no_state() -> None:
+    a, b = tool_use_block("1", "f", {}), tool_use_block("2", "g", {})
+    a["caller"]["type"] = "changed"
+    assert b["caller"] == {"type": "direct"}
