@@ -34,7 +34,7 @@ BODY = {
 }
 
 
-def _free_port() -> int:
+def free_port() -> int:
     import socket
 
     with socket.socket() as s:
@@ -42,8 +42,8 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _wait(url: str) -> None:
-    for _ in range(200):
+def wait_until_up(url: str, attempts: int = 200) -> None:
+    for _ in range(attempts):
         try:
             httpx.get(url, timeout=1)
             return
@@ -121,7 +121,7 @@ def main() -> None:
         raise SystemExit("wrk is not installed (apt-get install wrk)")
 
     workdir = Path(tempfile.mkdtemp(prefix="crossroads-bench-"))
-    sim_port, gw_port = _free_port(), _free_port()
+    sim_port, gw_port = free_port(), free_port()
     config = {
         "providers": [
             {
@@ -170,8 +170,8 @@ def main() -> None:
         env=env,
     )
     try:
-        _wait(f"http://127.0.0.1:{sim_port}/_sim")
-        _wait(f"http://127.0.0.1:{gw_port}/api/v1/models/count")
+        wait_until_up(f"http://127.0.0.1:{sim_port}/_sim")
+        wait_until_up(f"http://127.0.0.1:{gw_port}/api/v1/models/count")
         key = httpx.post(
             f"http://127.0.0.1:{gw_port}/api/v1/keys",
             json={"name": "bench"},

@@ -36,28 +36,11 @@ from typing import Any
 
 import httpx
 import yaml
+from run import free_port, wait_until_up  # bench/ is on the path when run as a script
 
 BIN = Path(sys.executable).parent / "crossroads"
 MANAGEMENT_KEY = "sk-cr-soak-management"
 MODELS = ("soak/steady", "soak/flaky")
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _wait(url: str) -> None:
-    for _ in range(400):
-        try:
-            httpx.get(url, timeout=1)
-            return
-        except httpx.HTTPError:
-            time.sleep(0.05)
-    raise SystemExit(f"{url} did not come up")
 
 
 @dataclass
@@ -296,7 +279,7 @@ def main() -> None:
     args = parser.parse_args()
 
     workdir = Path(tempfile.mkdtemp(prefix="crossroads-soak-"))
-    steady_port, faulty_port, port = _free_port(), _free_port(), _free_port()
+    steady_port, faulty_port, port = free_port(), free_port(), free_port()
     (workdir / "config.yaml").write_text(yaml.safe_dump(_config(steady_port, faulty_port)))
     quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
     sims = [
@@ -322,9 +305,9 @@ def main() -> None:
     base = f"http://127.0.0.1:{port}"
     steady, faulty = (f"http://127.0.0.1:{p}" for p in (steady_port, faulty_port))
     try:
-        _wait(f"{steady}/_sim")
-        _wait(f"{faulty}/_sim")
-        _wait(f"{base}/health")
+        wait_until_up(f"{steady}/_sim", attempts=400)
+        wait_until_up(f"{faulty}/_sim", attempts=400)
+        wait_until_up(f"{base}/health", attempts=400)
         httpx.post(
             f"{steady}/_sim", json={"latency_ms": 5, "tokens_per_second": 1000, "fail_rate": 0.02}
         )
