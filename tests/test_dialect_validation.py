@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from crossroads.errors import GatewayError
-from crossroads.schema.chat import checked_translation
+from crossroads.schema.chat import parse_translated_request
 from harness import HTTP, Server
 from spec_check import SpecChecker
 
@@ -294,12 +294,12 @@ def test_the_safety_net_never_names_an_internal_field() -> None:
     tool = {"type": "function", "function": {"name": "n" * 65}}
     chat = {"model": "m", "messages": [{"role": "user", "content": "x"}], "tools": [tool]}
     with pytest.raises(GatewayError) as named:
-        checked_translation(chat, renames)
+        parse_translated_request(chat, renames)
     assert named.value.status == 400
     assert named.value.message.endswith("- at `$.tools[0].name`"), named.value.message
     chat = {"model": "m", "messages": [{"role": "user", "content": 5}]}
     with pytest.raises(GatewayError) as unnamed:
-        checked_translation(chat, renames)
+        parse_translated_request(chat, renames)
     assert unnamed.value.status == 400 and "$." not in unnamed.value.message
     assert unnamed.value.message.startswith("Invalid request: Expected")
-    assert checked_translation({"messages": [{"role": "user", "content": "x"}]}, renames)
+    assert parse_translated_request({"messages": [{"role": "user", "content": "x"}]}, renames)

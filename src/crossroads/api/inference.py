@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,7 +27,7 @@ from crossroads.api.http import (
 from crossroads.api.sse import ChatEncoder, Encoder, SSEStream
 from crossroads.errors import GatewayError
 from crossroads.routing.context import RequestContext
-from crossroads.schema.chat import parse_chat_request
+from crossroads.schema.chat import parse_chat_request, parse_translated_request
 from crossroads.storage.tables import generations
 
 
@@ -79,6 +79,9 @@ class Dialect:
     encoder: Callable[[RequestContext, dict[str, Any]], Encoder]
     error_body: Callable[[GatewayError], dict[str, Any]]
     x_api_key: bool = False  # also accept Anthropic's `x-api-key` header
+    # (internal chat path pattern, client path) pairs: a translated request's validation
+    # error names the client's field; None for dialects whose fields are the chat fields
+    client_paths: Sequence[tuple[str, str]] | None = None
 
 
 CHAT = Dialect(
@@ -97,7 +100,10 @@ async def serve_inference(request: Request, dialect: Dialect) -> Response | SSES
     key = authenticate(request, x_api_key=dialect.x_api_key)
     raw = await read_json(request, gateway.settings.max_body_bytes)
     body = dialect.to_chat(raw)
-    chat = parse_chat_request(body)
+    if dialect.client_paths is None:
+        chat = parse_chat_request(body)
+    else:
+        chat = parse_translated_request(body, dialect.client_paths)
     ctx = request_context(request, key.hash)
     headers = {"X-Generation-Id": ctx.generation_id}
     if chat.stream:

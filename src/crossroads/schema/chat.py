@@ -248,15 +248,15 @@ def parse_chat_request(body: Any) -> ChatRequest:
 _LOCATION = re.compile(r" - at `(\$[^`]*)`$")
 
 
-def checked_translation(
+def parse_translated_request(
     chat: dict[str, Any], client_paths: Sequence[tuple[str, str]]
-) -> dict[str, Any]:
-    """`chat`, a dialect's request translated into the chat request, checked as the chat
-    route checks it. A failure must not name an internal field: its location is rewritten
-    by the first `(pattern, replacement)` of `client_paths` matching it (the client's own
-    field), or left out. The dialect validates its body first, so this is a safety net."""
+) -> ChatRequest:
+    """`parse_chat_request` for a dialect's request translated into the chat request. A
+    failure must not name an internal field: its location is rewritten by the first
+    `(pattern, replacement)` of `client_paths` matching it (the client's own field), or left
+    out. The dialect validates its body first, so this is a safety net."""
     try:
-        parse_chat_request(chat)
+        return parse_chat_request(chat)
     except GatewayError as error:
         found = _LOCATION.search(error.message)
         if found is None:
@@ -267,7 +267,6 @@ def checked_translation(
                 message += f" - at `{re.sub(pattern, replacement, path, count=1)}`"
                 break
         raise GatewayError(error.status, message, error_type=error.error_type) from None
-    return chat
 
 
 def request_parameters(body: dict[str, Any]) -> set[str]:

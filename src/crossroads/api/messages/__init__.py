@@ -6,7 +6,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from crossroads.api.inference import Dialect, serve_inference
-from crossroads.api.messages.request import messages_to_chat
+from crossroads.api.messages.request import CLIENT_PATHS, messages_to_chat
 from crossroads.api.messages.response import error_body, render_message
 from crossroads.api.messages.stream import MessagesEncoder
 from crossroads.api.sse import SSEStream
@@ -17,6 +17,7 @@ MESSAGES = Dialect(
     encoder=MessagesEncoder,
     error_body=error_body,
     x_api_key=True,
+    client_paths=CLIENT_PATHS,
 )
 
 

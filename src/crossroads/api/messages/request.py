@@ -11,7 +11,7 @@ from typing import Any
 import orjson
 
 from crossroads.errors import GatewayError
-from crossroads.schema.chat import checked_translation, validated
+from crossroads.schema.chat import validated
 from crossroads.schema.messages import (
     AssistantMessage,
     Base64Source,
@@ -40,7 +40,7 @@ from crossroads.schema.messages import (
 # under the same names)
 _EXTRAS = ("provider", "plugins", "route", "trace")
 # chat-request paths that name the same field of the client's body, or the field it came from
-_CLIENT_PATHS = (
+CLIENT_PATHS = (
     (r"^\$\.tools\[(\d+)\]\.function\.", r"$.tools[\1]."),
     (r"^\$\.stop\b", "$.stop_sequences"),
     (r"^\$\.messages$", "$.messages"),  # e.g. no message left: only empty turns
@@ -256,4 +256,4 @@ def messages_to_chat(raw: Any) -> dict[str, Any]:
     request = validated(raw, MessagesRequest)
     if request.fallbacks and request.models:
         raise GatewayError(400, "Use either 'fallbacks' or 'models', not both")
-    return checked_translation(_translate(request, raw), _CLIENT_PATHS)
+    return _translate(request, raw)

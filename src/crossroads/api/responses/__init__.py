@@ -6,7 +6,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from crossroads.api.inference import Dialect, serve_inference
-from crossroads.api.responses.request import responses_to_chat
+from crossroads.api.responses.request import CLIENT_PATHS, responses_to_chat
 from crossroads.api.responses.response import error_body, render_response
 from crossroads.api.responses.stream import ResponsesEncoder
 from crossroads.api.sse import SSEStream
@@ -16,6 +16,7 @@ RESPONSES = Dialect(
     render=render_response,
     encoder=ResponsesEncoder,
     error_body=error_body,
+    client_paths=CLIENT_PATHS,
 )
 
 

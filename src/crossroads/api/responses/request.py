@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from crossroads.errors import GatewayError
-from crossroads.schema.chat import checked_translation, validated
+from crossroads.schema.chat import validated
 from crossroads.schema.responses import (
     FormatJsonObject,
     FormatJsonSchema,
@@ -38,7 +38,7 @@ _SAME = (
     "top_logprobs presence_penalty frequency_penalty parallel_tool_calls reasoning tool_choice"
 )
 # chat-request paths that name the same field of the client's body, or the field it came from
-_CLIENT_PATHS = (
+CLIENT_PATHS = (
     (r"^\$\.tools\[(\d+)\]\.function\.", r"$.tools[\1]."),
     (r"^\$\.max_tokens\b", "$.max_output_tokens"),
     (r"^\$\.messages$", "$.input"),  # e.g. no message left: only reasoning items
@@ -248,4 +248,4 @@ def _translate(request: ResponsesRequest, raw: dict[str, Any]) -> dict[str, Any]
 def responses_to_chat(raw: Any) -> dict[str, Any]:
     request = validated(with_item_types(raw), ResponsesRequest)
     _stateless(request)
-    return checked_translation(_translate(request, raw), _CLIENT_PATHS)
+    return _translate(request, raw)
