@@ -6,6 +6,13 @@ other. Added latency is measured unloaded (one connection, p50 and p99 of the
 difference); throughput under load (many connections). Requires `wrk` (Debian: wrk).
 
     python bench/run.py [--seconds 10] [--connections 32] [--stream]
+
+What live statistics and metrics cost: `--telemetry both` runs the same loaded and
+unloaded gateway runs against a gateway with telemetry on and one with it off
+(`CROSSROADS_TELEMETRY=0`: no live statistics, no metrics; circuits, records and the
+overhead header stay), alternating, `--rounds` times each, and prints both.
+
+    python bench/run.py --telemetry both [--rounds 3] [--seconds 8]
 """
 
 from __future__ import annotations
@@ -87,6 +94,7 @@ def _wrk(
 
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     return {
+        "requests": int(re.search(r"(\d+) requests in", out).group(1)),
         "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
         "p50_ms": ms("50%"),
         "p99_ms": ms("99%"),
@@ -107,22 +115,8 @@ def _recorder(base: str) -> dict | None:
     return recorder
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--seconds", type=int, default=10)
-    parser.add_argument("--connections", type=int, default=32)
-    parser.add_argument(
-        "--stream", action="store_true", help="measure streamed completions instead"
-    )
-    args = parser.parse_args()
-    if not shutil.which("wrk"):
-        raise SystemExit("wrk is not installed (apt-get install wrk)")
-
-    workdir = Path(tempfile.mkdtemp(prefix="crossroads-bench-"))
-    sim_port, gw_port = free_port(), free_port()
-    config = {
+def _config(sim_port: int) -> dict:
+    return {
         "providers": [
             {
                 "slug": "sim",
@@ -144,13 +138,16 @@ def main() -> None:
             }
         ],
     }
-    (workdir / "config.yaml").write_text(yaml.safe_dump(config))
-    env = {**os.environ, "CROSSROADS_MANAGEMENT_KEY": MANAGEMENT_KEY}
-    sim = subprocess.Popen(
-        ["taskset", "-c", "0", str(BIN), "simulate", "--port", str(sim_port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+
+
+def _start_gateway(workdir: Path, port: int, telemetry: bool) -> subprocess.Popen:
+    """A gateway on core 1 with its own data folder, up and answering."""
+    data = workdir / f"data-{port}"
+    env = {
+        **os.environ,
+        "CROSSROADS_MANAGEMENT_KEY": MANAGEMENT_KEY,
+        "CROSSROADS_TELEMETRY": "1" if telemetry else "0",
+    }
     gateway = subprocess.Popen(
         [
             "taskset",
@@ -161,22 +158,146 @@ def main() -> None:
             "--config",
             str(workdir / "config.yaml"),
             "--port",
-            str(gw_port),
+            str(port),
             "--data-dir",
-            str(workdir / "data"),
+            str(data),
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         env=env,
     )
+    wait_until_up(f"http://127.0.0.1:{port}/api/v1/models/count")
+    return gateway
+
+
+def _key(port: int) -> str:
+    return httpx.post(
+        f"http://127.0.0.1:{port}/api/v1/keys",
+        json={"name": "bench"},
+        headers={"Authorization": f"Bearer {MANAGEMENT_KEY}"},
+    ).json()["key"]
+
+
+def _overhead_ms(port: int) -> float | None:
+    """The mean of the gateway's own overhead metric (None with telemetry off)."""
+    text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+    found = dict(
+        re.findall(r"^crossroads_gateway_overhead_seconds_(sum|count) ([\d.e+-]+)$", text, re.M)
+    )
+    count = float(found.get("count", 0))
+    return float(found["sum"]) / count * 1000 if count else None
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User and system CPU time of a process so far (/proc/PID/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def compare_telemetry(args: argparse.Namespace) -> None:
+    """Telemetry on and off, alternating (which goes first alternates too), `args.rounds`
+    times each: the same load. Besides requests/s, which other work on the machine
+    disturbs, the gateway's CPU time per request under load (from /proc), which it
+    disturbs much less."""
+    workdir = Path(tempfile.mkdtemp(prefix="crossroads-bench-"))
+    sim_port = free_port()
+    (workdir / "config.yaml").write_text(yaml.safe_dump(_config(sim_port)))
+    sim = subprocess.Popen(
+        ["taskset", "-c", "0", str(BIN), "simulate", "--port", str(sim_port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    body = {**BODY, "stream": args.stream}
+    rows: list[tuple[int, str, dict, dict, float | None, float]] = []
     try:
         wait_until_up(f"http://127.0.0.1:{sim_port}/_sim")
-        wait_until_up(f"http://127.0.0.1:{gw_port}/api/v1/models/count")
-        key = httpx.post(
-            f"http://127.0.0.1:{gw_port}/api/v1/keys",
-            json={"name": "bench"},
-            headers={"Authorization": f"Bearer {MANAGEMENT_KEY}"},
-        ).json()["key"]
+        for round_ in range(1, args.rounds + 1):
+            for telemetry in (True, False) if round_ % 2 else (False, True):
+                port = free_port()
+                gateway = _start_gateway(workdir, port, telemetry)
+                try:
+                    auth = {"Authorization": f"Bearer {_key(port)}"}
+                    through = f"http://127.0.0.1:{port}/api/v1/chat/completions"
+                    _wrk(through, auth, body, 2, args.connections, "0")  # warm up
+                    unloaded = _wrk(through, auth, body, args.seconds, 1, "0")
+                    cpu = _cpu_seconds(gateway.pid)
+                    loaded = _wrk(through, auth, body, args.seconds, args.connections, "0")
+                    cpu_us = (_cpu_seconds(gateway.pid) - cpu) / loaded["requests"] * 1e6
+                    mean = _overhead_ms(port)
+                finally:
+                    gateway.terminate()
+                    gateway.wait(20)
+                mode = "on" if telemetry else "off"
+                rows.append((round_, mode, unloaded, loaded, mean, cpu_us))
+    finally:
+        sim.terminate()
+        sim.wait(20)
+        shutil.rmtree(workdir, ignore_errors=True)
+
+    kind = "streamed" if args.stream else "non-streaming"
+    print(f"\n{kind} chat completions, telemetry on and off, {args.seconds} s per run\n")
+    print(
+        "| round | telemetry | requests/s (32 conn.) | CPU per request (32 conn.) "
+        "| p50 unloaded | overhead metric mean |"
+    )
+    print("|---|---|---|---|---|---|")
+    for round_, mode, unloaded, loaded, mean, cpu_us in rows:
+        shown = f"{mean:.3f} ms" if mean is not None else "-"
+        print(
+            f"| {round_} | {mode} | {loaded['rps']:,.0f} | {cpu_us:,.0f} µs "
+            f"| {unloaded['p50_ms']:.2f} ms | {shown} |"
+        )
+    means = {}
+    for mode in ("on", "off"):
+        mine = [r for r in rows if r[1] == mode]
+        rps = sum(r[3]["rps"] for r in mine) / len(mine)
+        cpu = sum(r[5] for r in mine) / len(mine)
+        means[mode] = (rps, cpu)
+        print(f"telemetry {mode}: {rps:,.0f} requests/s, {cpu:,.0f} µs CPU per request (mean)")
+    print(
+        f"telemetry on / off: requests/s {means['on'][0] / means['off'][0]:.3f}, "
+        f"CPU per request {means['on'][1] / means['off'][1]:.3f}"
+    )
+    if any(r[2]["non_2xx"] or r[3]["non_2xx"] for r in rows):
+        raise SystemExit("some requests failed")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument(
+        "--stream", action="store_true", help="measure streamed completions instead"
+    )
+    parser.add_argument(
+        "--telemetry",
+        choices=["on", "off", "both"],
+        default="on",
+        help="live statistics and metrics (CROSSROADS_TELEMETRY); both: compare them",
+    )
+    parser.add_argument("--rounds", type=int, default=3, help="with --telemetry both")
+    args = parser.parse_args()
+    if not shutil.which("wrk"):
+        raise SystemExit("wrk is not installed (apt-get install wrk)")
+    if args.telemetry == "both":
+        compare_telemetry(args)
+        return
+
+    workdir = Path(tempfile.mkdtemp(prefix="crossroads-bench-"))
+    sim_port, gw_port = free_port(), free_port()
+    (workdir / "config.yaml").write_text(yaml.safe_dump(_config(sim_port)))
+    sim = subprocess.Popen(
+        ["taskset", "-c", "0", str(BIN), "simulate", "--port", str(sim_port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    gateway = None
+    try:
+        wait_until_up(f"http://127.0.0.1:{sim_port}/_sim")
+        gateway = _start_gateway(workdir, gw_port, args.telemetry == "on")
+        key = _key(gw_port)
         body = {**BODY, "stream": args.stream}
         direct = f"http://127.0.0.1:{sim_port}/v1/chat/completions"
         through = f"http://127.0.0.1:{gw_port}/api/v1/chat/completions"
@@ -193,14 +314,18 @@ def main() -> None:
         recorder = _recorder(f"http://127.0.0.1:{gw_port}")
     finally:
         for proc in (gateway, sim):
-            proc.terminate()
-            proc.wait(20)
+            if proc is not None:
+                proc.terminate()
+                proc.wait(20)
         shutil.rmtree(workdir, ignore_errors=True)
 
     added_p50 = results["gateway_unloaded"]["p50_ms"] - results["direct_unloaded"]["p50_ms"]
     added_p99 = results["gateway_unloaded"]["p99_ms"] - results["direct_unloaded"]["p99_ms"]
     kind = "streamed" if args.stream else "non-streaming"
-    print(f"\n{kind} chat completions, gateway on one core, {args.seconds} s per run\n")
+    print(
+        f"\n{kind} chat completions, gateway on one core, telemetry {args.telemetry}, "
+        f"{args.seconds} s per run\n"
+    )
     print("| run | connections | requests/s | p50 | p99 | non-2xx |")
     print("|---|---|---|---|---|---|")
     for name, r in results.items():

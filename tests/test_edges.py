@@ -145,7 +145,8 @@ def upstream() -> Iterator[HangingUpstream]:
 def edge(
     sims: dict[str, Simulator], upstream: HangingUpstream, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Server]:
-    srv = Server(tmp_path_factory.mktemp("edge"), edge_config(sims, upstream))
+    config = edge_config(sims, upstream)
+    srv = Server(tmp_path_factory.mktemp("edge"), config, env={"CROSSROADS_CIRCUIT_FAILURES": "0"})
     yield srv
     srv.stop()
 

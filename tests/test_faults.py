@@ -93,6 +93,7 @@ def fault_config(faulty: Simulator, ok: Simulator, hole: Blackhole, dead: int) -
         "server": {
             "upstream_stream_timeout_seconds": DEADLINE,
             "stream_keepalive_seconds": 5.0,
+            "circuit_failures": 0,  # every case must reach its faulty endpoint first
         },
         "providers": providers,
         "models": models,

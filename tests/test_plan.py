@@ -20,10 +20,12 @@ import pytest
 from crossroads.catalog import Catalog, Model
 from crossroads.errors import GatewayError
 from crossroads.routing.candidates import eligible_endpoints, wants_reasoning
-from crossroads.routing.ordering import order_endpoints
+from crossroads.routing.ordering import Admission, order_endpoints
 from crossroads.routing.plan import MAX_ATTEMPTS, MAX_MODELS, Plan, plan_request
 from crossroads.schema.catalog import DataPolicy, Endpoint, ModelSpec, Provider
 from crossroads.schema.chat import ProviderPreferences, parse_chat_request, request_parameters
+from crossroads.telemetry.circuit import Circuits
+from crossroads.telemetry.sample import AttemptSample, Verdict
 from crossroads.telemetry.stats import LiveStats
 
 ALL_PARAMS = [
@@ -139,7 +141,12 @@ def clock() -> Clock:
 
 @pytest.fixture
 def stats(clock: Clock) -> LiveStats:
-    return LiveStats(clock=clock)
+    return LiveStats(instance="test", clock=clock)
+
+
+@pytest.fixture
+def circuits(clock: Clock) -> Circuits:
+    return Circuits(clock=clock, failures=3, cooldown=5.0, max_cooldown=60.0)
 
 
 def make_plan(
@@ -147,16 +154,28 @@ def make_plan(
     stats: LiveStats | None = None,
     seed: int = 0,
     content: str = "hello",
+    circuits: Circuits | None = None,
     **body: Any,
 ) -> Plan:
     body = {"model": "acme/trio", "messages": [{"role": "user", "content": content}], **body}
     return plan_request(
-        parse_chat_request(body), body, catalog, stats or LiveStats(), random.Random(seed)
+        parse_chat_request(body),
+        body,
+        catalog,
+        stats or LiveStats(instance="test"),
+        random.Random(seed),
+        circuits=circuits or Circuits(),
     )
 
 
-def tags(catalog: Catalog, stats: LiveStats | None = None, seed: int = 0, **body: Any) -> list[str]:
-    return [e.tag for e in make_plan(catalog, stats, seed, **body).endpoints]
+def tags(
+    catalog: Catalog,
+    stats: LiveStats | None = None,
+    seed: int = 0,
+    circuits: Circuits | None = None,
+    **body: Any,
+) -> list[str]:
+    return [e.tag for e in make_plan(catalog, stats, seed, circuits=circuits, **body).endpoints]
 
 
 def failure(catalog: Catalog, **body: Any) -> GatewayError:
@@ -175,7 +194,31 @@ def warm(
     """Live figures per tag: (latency ms, throughput tokens/s)."""
     for tag, (latency, throughput) in figures.items():
         for _ in range(3):
-            stats.record_success(f"{model}@{tag}", latency, throughput)
+            stats.observe(
+                AttemptSample(
+                    endpoint_id=f"{model}@{tag}",
+                    provider=tag,
+                    model=model,
+                    verdict=Verdict.OK,
+                    latency_ms=latency,
+                    throughput=throughput,
+                )
+            )
+
+
+def observe(circuits: Circuits, tag: str, verdict: Verdict, times: int = 1) -> None:
+    for _ in range(times):
+        circuits.observe(
+            AttemptSample(
+                endpoint_id=f"acme/trio@{tag}", provider=tag, model="acme/trio", verdict=verdict
+            )
+        )
+
+
+def trip(circuits: Circuits, *names: str) -> None:
+    """Three failed attempts in a row: each endpoint's circuit opens (for 5 s)."""
+    for tag in names:
+        observe(circuits, tag, Verdict.FAILED, 3)
 
 
 # --- the default price-weighted draw ---------------------------------------------------------
@@ -238,7 +281,9 @@ def test_free_endpoint_is_the_overwhelming_favourite(catalog: Catalog, stats: Li
     paid = catalog.models["acme/mixed"].endpoints
     prefs = ProviderPreferences()
     firsts = Counter(
-        order_endpoints([*paid, free], prefs, None, stats, random.Random(s), catalog)[0].id
+        order_endpoints(
+            [*paid, free], prefs, None, stats, random.Random(s), catalog, admission=Admission(None)
+        )[0].id
         for s in range(300)
     )
     assert firsts == {free.id: 300}
@@ -677,31 +722,139 @@ def test_excluded_by_lists_every_filter_that_removed_something(catalog: Catalog)
     assert availability(error)["constraint"] == {"field": "max_price"}
 
 
-# --- outages ---------------------------------------------------------------------------------
+# --- circuits ---------------------------------------------------------------------------------
 
 
-def test_endpoint_in_outage_moves_behind_healthy_ones(
-    catalog: Catalog, stats: LiveStats, clock: Clock
+def test_an_open_endpoint_moves_behind_healthy_ones_in_the_draw(
+    catalog: Catalog, circuits: Circuits, clock: Clock
 ) -> None:
-    stats.record_failure("acme/trio@alpha")
-    orders = [tags(catalog, stats, seed=s) for s in range(100)]
+    trip(circuits, "alpha")
+    orders = [tags(catalog, seed=s, circuits=circuits) for s in range(100)]
     assert all(order[-1] == "alpha" for order in orders)
-    assert {order[0] for order in orders} == {"beta", "gamma"}
-    clock.now += 31  # the outage window has passed
-    assert Counter(tags(catalog, stats, seed=s)[0] for s in range(100))["alpha"] > 50
+    assert {order[0] for order in orders} == {"beta", "gamma"}  # drawn among the admitted
+    clock.now += 5  # the cooldown is over: alpha is half-open
+    assert tags(catalog, seed=1, circuits=circuits) == ["alpha", "beta", "gamma"]  # the probe
+    assert all(tags(catalog, seed=s, circuits=circuits)[-1] == "alpha" for s in range(20))
+    observe(circuits, "alpha", Verdict.OK)  # the probe answered: closed
+    firsts = Counter(tags(catalog, seed=s, circuits=circuits)[0] for s in range(100))
+    assert firsts["alpha"] > 50
 
 
-def test_all_in_outage_go_by_price_and_sort_ignores_outages(
-    catalog: Catalog, stats: LiveStats
+def test_a_probe_that_fails_holds_the_endpoint_back_longer(
+    catalog: Catalog, circuits: Circuits, clock: Clock
 ) -> None:
-    for tag in ("alpha", "beta", "gamma"):
-        stats.record_failure(f"acme/trio@{tag}")
-    assert {tuple(tags(catalog, stats, seed=s)) for s in range(10)} == {("alpha", "beta", "gamma")}
-    stats.record_success("acme/trio@beta", 100, 10)
-    stats.record_success("acme/trio@beta", 100, 10)
-    assert tags(catalog, stats, seed=1)[0] == "beta"
-    # a fixed order is kept as is, outage or not
-    assert tags(catalog, stats, provider={"sort": "price"}) == ["alpha", "beta", "gamma"]
+    trip(circuits, "alpha")
+    clock.now += 5
+    assert tags(catalog, circuits=circuits)[0] == "alpha"
+    observe(circuits, "alpha", Verdict.FAILED)  # 10 s now
+    clock.now += 9.5
+    assert {tags(catalog, seed=s, circuits=circuits)[-1] for s in range(20)} == {"alpha"}
+    clock.now += 0.5
+    assert tags(catalog, seed=7, circuits=circuits)[0] == "alpha"
+
+
+def test_an_open_endpoint_moves_last_under_sort_and_variants(
+    catalog: Catalog, stats: LiveStats, circuits: Circuits
+) -> None:
+    warm(stats, {"alpha": (40, 80), "beta": (150, 10), "gamma": (60, 5)})
+    trip(circuits, "alpha")
+
+    def plan(**body: Any) -> list[str]:
+        return tags(catalog, stats, circuits=circuits, **body)
+
+    assert plan(provider={"sort": "price"}) == ["beta", "gamma", "alpha"]
+    assert plan(provider={"sort": "latency"}) == ["gamma", "beta", "alpha"]
+    assert plan(provider={"sort": "throughput"}) == ["beta", "gamma", "alpha"]
+    assert plan(model="acme/trio:nitro") == ["beta", "gamma", "alpha"]
+    assert plan(model="acme/trio:floor") == ["beta", "gamma", "alpha"]
+    # thresholds order each group; held-back endpoints stay behind
+    assert plan(provider={"sort": "price", "preferred_max_latency": 0.1}) == [
+        "gamma",
+        "beta",
+        "alpha",
+    ]
+    # without fallbacks (and without order) the first after the circuits is the one tried
+    assert plan(provider={"sort": "price", "allow_fallbacks": False}) == ["beta"]
+    assert {plan(seed=s, provider={"allow_fallbacks": False})[0] for s in range(30)} <= {
+        "beta",
+        "gamma",
+    }
+
+
+def test_an_open_endpoint_moves_last_under_order(catalog: Catalog, circuits: Circuits) -> None:
+    trip(circuits, "gamma")
+    assert tags(catalog, circuits=circuits, provider={"order": ["gamma", "beta"]}) == [
+        "beta",
+        "alpha",
+        "gamma",
+    ]
+    no_fallbacks = {"order": ["gamma", "beta"], "allow_fallbacks": False}
+    assert tags(catalog, circuits=circuits, provider=no_fallbacks) == ["beta", "gamma"]
+    # the only endpoint allowed is still tried, open or not
+    only = {"order": ["gamma"], "allow_fallbacks": False}
+    assert tags(catalog, circuits=circuits, provider=only) == ["gamma"]
+
+
+def test_all_open_are_still_tried_by_price(
+    catalog: Catalog, stats: LiveStats, circuits: Circuits
+) -> None:
+    trip(circuits, "alpha", "beta", "gamma")
+    orders = {tuple(tags(catalog, seed=s, circuits=circuits)) for s in range(20)}
+    assert orders == {("alpha", "beta", "gamma")}
+    warm(stats, {"alpha": (150, 10), "beta": (40, 30), "gamma": (60, 5)})
+    assert tags(catalog, stats, circuits=circuits, provider={"sort": "latency"}) == [
+        "beta",
+        "gamma",
+        "alpha",
+    ]
+    observe(circuits, "gamma", Verdict.OK)  # gamma recovered: it alone is admitted
+    assert {tags(catalog, seed=s, circuits=circuits)[0] for s in range(20)} == {"gamma"}
+    assert tags(catalog, seed=3, circuits=circuits) == ["gamma", "alpha", "beta"]
+
+
+def test_a_half_open_probe_is_admitted_once(
+    catalog: Catalog, circuits: Circuits, clock: Clock
+) -> None:
+    trip(circuits, "beta")
+    clock.now += 5
+    sort = {"sort": "price"}
+    assert tags(catalog, circuits=circuits, provider=sort) == ["alpha", "beta", "gamma"]
+    assert tags(catalog, circuits=circuits, provider=sort) == ["alpha", "gamma", "beta"]
+    clock.now += 10  # the probe never reported (alpha answered first): offered again
+    assert tags(catalog, circuits=circuits, provider=sort) == ["alpha", "beta", "gamma"]
+    assert tags(catalog, circuits=circuits, provider=sort) == ["alpha", "gamma", "beta"]
+
+
+def test_each_circuit_is_asked_once_per_plan(catalog: Catalog, clock: Clock) -> None:
+    asked: list[str] = []
+
+    class Counting(Circuits):
+        def admit(self, endpoint_id: str) -> bool:
+            asked.append(endpoint_id)
+            return super().admit(endpoint_id)
+
+    circuits = Counting(clock=clock)
+    trip(circuits, "alpha")
+    clock.now += 5
+    plan = make_plan(
+        catalog, circuits=circuits, models=["acme/trio:floor", "acme/trio:nitro", "acme/trio"]
+    )
+    assert [e.tag for e in plan.endpoints] == ["alpha", "beta", "gamma"]  # alpha probes
+    assert sorted(asked) == ["acme/trio@alpha", "acme/trio@beta", "acme/trio@gamma"]
+    observe(circuits, "alpha", Verdict.OK)
+    # a plan limited to one endpoint does not claim the probes of those it left out
+    asked.clear()
+    trip(circuits, "beta")
+    clock.now += 5
+    assert tags(
+        catalog, circuits=circuits, provider={"order": ["gamma"], "allow_fallbacks": False}
+    ) == ["gamma"]
+    assert asked == ["acme/trio@gamma"]
+    assert tags(catalog, circuits=circuits, provider={"sort": "price"}) == [
+        "alpha",
+        "beta",
+        "gamma",
+    ]
 
 
 def test_provider_preferences_leaving_nothing_to_try_is_a_404(catalog: Catalog) -> None:

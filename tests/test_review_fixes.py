@@ -25,6 +25,7 @@ from crossroads.routing.streaming import ChatStream
 from crossroads.schema.catalog import Endpoint, Provider
 from crossroads.schema.chat import parse_chat_request
 from crossroads.schema.generation import GenerationRecord
+from crossroads.telemetry.sample import AttemptSample
 from harness import Server
 
 PROVIDER = Provider(
@@ -95,15 +96,12 @@ def test_a_break_before_the_end_is_still_a_failure() -> None:
 
 class Recorder:
     def __init__(self) -> None:
-        self.successes: list[tuple[str, float, float | None]] = []
+        self.samples: list[AttemptSample] = []
         self.records: list[GenerationRecord] = []
         self.charged: list[float] = []
 
-    def record_success(self, endpoint_id: str, latency_ms: float, throughput: float | None) -> None:
-        self.successes.append((endpoint_id, latency_ms, throughput))
-
-    def record_failure(self, endpoint_id: str, *, rate_limited: bool = False) -> None:
-        pass
+    def observe(self, sample: AttemptSample) -> None:
+        self.samples.append(sample)
 
     def charge(
         self, key_hash: str | None, cost: float, at: Any, *, free_model: bool = False
@@ -131,7 +129,9 @@ class FakeUpstream:
         self.pieces = pieces
 
     @asynccontextmanager
-    async def call(self, endpoint: Endpoint, body: dict[str, Any], *, stream: bool) -> Any:
+    async def call(
+        self, endpoint: Endpoint, body: dict[str, Any], *, stream: bool, ctx: Any = None
+    ) -> Any:
         yield FakeCall(self.pieces)
 
 
@@ -163,7 +163,7 @@ def test_a_cancelled_stream_is_noted_but_not_measured() -> None:
         await chunks.aclose()  # the consumer closes us: the client went away
 
     asyncio.run(consume())
-    assert sink.successes == []  # no throughput of a cut-off stream
+    assert sink.samples == []  # a cut-off stream says nothing of the endpoint
     (record,) = sink.records
     assert record.cancelled and record.attempts[0]["status"] == 200
     assert "cancelled by client" in record.attempts[0]["error"]

@@ -1,4 +1,4 @@
-"""Endpoint ordering through a fresh server: sorts, variants, thresholds, balancing, outages."""
+"""Endpoint ordering through a fresh server: sorts, variants, thresholds, balancing, circuits."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from harness import Server, Simulator
 
 @pytest.fixture(scope="module")
 def fresh(sims: dict[str, Simulator], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """A server of its own: live figures and outages here come only from this module's traffic."""
+    """A server of its own: live figures and circuits here come only from this module's traffic."""
     srv = Server(
         tmp_path_factory.mktemp("order"),
         shared_config(sims),
@@ -26,8 +26,8 @@ def fresh(sims: dict[str, Simulator], tmp_path_factory: pytest.TempPathFactory) 
 
 @pytest.fixture
 def pristine(sims: dict[str, Simulator], tmp_path: Path) -> Iterator[Server]:
-    """A server with no traffic at all yet."""
-    srv = Server(tmp_path, shared_config(sims))
+    """A server with no traffic at all yet (circuits stay open for 30 s once tripped)."""
+    srv = Server(tmp_path, shared_config(sims), env={"CROSSROADS_CIRCUIT_COOLDOWN_SECONDS": "30"})
     yield srv
     srv.stop()
 
@@ -126,10 +126,20 @@ def test_partition_none_sorts_across_models(fresh: Server) -> None:
     assert served(fresh, "acme/backup", route="sort", **body) == "Alpha"
 
 
-def test_recent_outage_moves_endpoint_last(pristine: Server, sims) -> None:
+def test_an_endpoint_failing_three_times_in_a_row_moves_last(pristine: Server, sims) -> None:
     fresh = pristine
+    alpha_only = {"provider": {"only": ["alpha"]}}
     sims["alpha"].configure(fail_rate=1.0, status=503)
-    assert fresh.chat("acme/trio", provider={"only": ["alpha"]}).status_code == 503
-    sims["alpha"].reset()  # healthy again, but its outage is recent
+    for _ in range(2):
+        assert fresh.chat("acme/trio", **alpha_only).status_code == 503
+    sims["alpha"].reset()  # two failures in a row: its circuit is still closed
+    assert Counter(served(fresh) for _ in range(30))["Alpha"] > 0
+    sims["alpha"].configure(fail_rate=1.0, status=503)
+    for _ in range(3):
+        assert fresh.chat("acme/trio", **alpha_only).status_code == 503
+    sims["alpha"].reset()  # healthy again, but its circuit is open for the cooldown (30 s here)
     counts = Counter(served(fresh) for _ in range(60))
     assert counts["Alpha"] == 0 and counts["Beta"] > counts["Gamma"] > 0
+    assert served(fresh, provider={"sort": "price"}) == "Beta"  # every ordering mode
+    assert served(fresh, provider={"order": ["alpha", "gamma"]}) == "Gamma"
+    assert served(fresh, **alpha_only) == "Alpha"  # still tried when nothing else is allowed

@@ -6,7 +6,7 @@ import asyncio
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +19,17 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from conftest import shared_config
 from crossroads.accounting.keys import KeyRing, period_starts
 from crossroads.schema.generation import GenerationRecord
-from crossroads.storage import GenerationStore, KeyStore, make_engine, migrate, tables
+from crossroads.storage import (
+    BucketStore,
+    GenerationStore,
+    KeyStore,
+    RollupStore,
+    StoredBucket,
+    Usage,
+    make_engine,
+    migrate,
+    tables,
+)
 from crossroads.telemetry.journal import Journal
 from crossroads.telemetry.recorder import Recorder
 from harness import Server
@@ -529,3 +539,183 @@ def test_server_on_postgresql(postgres_server, sims) -> None:
         assert usage == pytest.approx(r["usage"]["cost"])
     finally:
         again.stop()
+
+
+# -- usage rollups and statistics buckets (migration 0002) --------------------------------
+
+
+async def usage_rows(engine: AsyncEngine) -> dict[tuple[Any, ...], tuple[Any, ...]]:
+    """usage_daily as {(day, model, app): (requests, prompt, completion, reasoning, cost)}."""
+    u = tables.usage_daily
+    async with engine.connect() as conn:
+        rows = (await conn.execute(u.select())).all()
+    return {
+        (r.day, r.model, r.app): (
+            r.requests,
+            r.prompt_tokens,
+            r.completion_tokens,
+            r.reasoning_tokens,
+            round(r.cost, 9),
+        )
+        for r in rows
+    }
+
+
+def attributed(n: int, **fields: Any) -> GenerationRecord:
+    """A record with reasoning tokens and the attribution headers in `fields`."""
+    row = record(n, **{k: v for k, v in fields.items() if k in ("model", "cost", "at")})
+    row.tokens_reasoning = 3
+    row.http_referer = fields.get("referer")
+    row.app_title = fields.get("title")
+    return row
+
+
+def usage_batch() -> list[GenerationRecord]:
+    day = datetime(2026, 3, 9, 23, 59, 30, tzinfo=UTC)  # a Monday, late: the next is a new day
+    return [
+        attributed(1, at=day, referer="https://a.example", title="A"),
+        attributed(2, at=day, title="Only a title", cost=0.25),
+        attributed(3, at=day),
+        attributed(4, at=day + timedelta(minutes=1), referer="https://a.example"),
+        attributed(5, at=day, model="acme/other", referer="https://a.example"),
+        # a time in another zone counts on its UTC day
+        attributed(6, at=datetime(2026, 3, 10, 1, 0, tzinfo=timezone(timedelta(hours=5)))),
+    ]
+
+
+EXPECTED_USAGE = {  # requests, prompt, completion (record(n): n), reasoning, cost
+    (date(2026, 3, 9), "acme/widget-1", "https://a.example"): (1, 10, 1, 3, 0.001),
+    (date(2026, 3, 9), "acme/widget-1", "Only a title"): (1, 10, 2, 3, 0.25),
+    (date(2026, 3, 9), "acme/widget-1", ""): (2, 20, 9, 6, 0.002),  # 3, and 6 (UTC the 9th)
+    (date(2026, 3, 10), "acme/widget-1", "https://a.example"): (1, 10, 4, 3, 0.001),
+    (date(2026, 3, 9), "acme/other", "https://a.example"): (1, 10, 5, 3, 0.001),
+}
+
+
+async def test_usage_rollups_count_each_inserted_record_once(database_url: str) -> None:
+    engine = make_engine(database_url)
+    await migrate(engine)
+    store = GenerationStore(engine)
+    batch = [r.to_row() for r in usage_batch()]
+    await store.insert_many(batch[:4])
+    await store.insert_many(batch)  # a replayed journal: only 5 and 6 are new
+    await store.insert_many(batch[::-1])
+    assert await count(engine) == 6
+    assert await usage_rows(engine) == EXPECTED_USAGE
+    await engine.dispose()
+
+
+async def test_a_refused_batch_adds_no_usage(database_url: str) -> None:
+    """The rollups are kept in the insert's transaction: a batch refused for one row adds
+    nothing (the recorder then bisects it); the rows written on their own count once."""
+    engine = make_engine(database_url)
+    await migrate(engine)
+    store = Unfitted(engine)
+    good = record(1).to_row()
+    bad = {**record(2).to_row(), **refused_by(database_url)}
+    with pytest.raises(Exception) as refusal:
+        await store.insert_many([good, bad])
+    assert store.refused(refusal.value)
+    assert await count(engine) == 0 and await usage_rows(engine) == {}
+    await store.insert_many([good])
+    (usage,) = (await usage_rows(engine)).values()
+    assert usage[:3] == (1, 10, 1)
+    await engine.dispose()
+
+
+def _alembic(connection: sa.Connection, action: str, revision: str) -> None:
+    from alembic import command
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(Path(tables.__file__).parent / "migrations"))
+    config.attributes["connection"] = connection
+    getattr(command, action)(config, revision)
+
+
+async def test_migration_0002_fills_the_rollups_from_stored_records(database_url: str) -> None:
+    """Records stored before 0002 are rolled up by the migration exactly as insert_many
+    rolls up new ones; downgrading drops the new tables."""
+    engine = make_engine(database_url)
+    async with engine.begin() as conn:
+        await conn.run_sync(_alembic, "upgrade", "0001")
+    store = GenerationStore(engine)
+    async with engine.begin() as conn:  # as version 0001 wrote them
+        rows = [store.prepare(r.to_row()) for r in usage_batch()]
+        await conn.execute(tables.generations.insert(), rows)
+    await migrate(engine)
+    assert await usage_rows(engine) == EXPECTED_USAGE
+    await store.insert_many([r.to_row() for r in usage_batch()])  # already there: no change
+    assert await usage_rows(engine) == EXPECTED_USAGE
+    async with engine.begin() as conn:
+        await conn.run_sync(_alembic, "downgrade", "0001")
+    async with engine.connect() as conn:
+        names = await conn.run_sync(lambda c: sa.inspect(c).get_table_names())
+    assert "usage_daily" not in names and "endpoint_buckets" not in names
+    assert "generations" in names and await count(engine) == 6
+    await migrate(engine)  # and up again
+    assert await usage_rows(engine) == EXPECTED_USAGE
+    await engine.dispose()
+
+
+async def test_bucket_store_replaces_loads_and_prunes(database_url: str) -> None:
+    engine = make_engine(database_url)
+    await migrate(engine)
+    buckets = BucketStore(engine)
+    rows = [
+        StoredBucket("a", "acme/trio@alpha", "minute", 600, b'{"v":1,"ok":1}'),
+        StoredBucket("a", "acme/trio@alpha", "minute", 660, b'{"v":1,"ok":2}'),
+        StoredBucket("a", "acme/trio@alpha", "day", 0, b'{"v":1,"ok":3}'),
+        StoredBucket("b", "acme/trio@alpha", "minute", 600, b'{"v":1,"ok":4}'),
+    ]
+    await buckets.save(rows)
+    replaced = StoredBucket("a", "acme/trio@alpha", "minute", 600, b'{"v":1,"ok":9}')
+    await buckets.save([replaced])
+    assert sorted(await buckets.load(0), key=repr) == sorted([replaced, *rows[1:]], key=repr)
+    assert {r.data for r in await buckets.load(650)} == {b'{"v":1,"ok":2}'}
+    # per grain: minutes from 660 on, days from 0 on, hours not at all
+    loaded = await buckets.load({"minute": 660, "day": 0})
+    assert sorted((r.grain, r.start) for r in loaded) == [("day", 0), ("minute", 660)]
+    assert await buckets.prune({"minute": 660}) == 2  # both replicas' 600
+    assert await buckets.prune(1) == 1  # the day row
+    assert await buckets.load(0) == [rows[1]]
+    # a key too long for its column would fail the whole batch every round: skipped
+    long = StoredBucket("a", "acme/" + "x" * 400, "minute", 720, b"{}")
+    await buckets.save([long, StoredBucket("a", "acme/trio@alpha", "minute", 720, b"{}")])
+    assert sorted(r.start for r in await buckets.load(0)) == [660, 720]
+    await engine.dispose()
+
+
+async def test_rollup_reads(database_url: str) -> None:
+    engine = make_engine(database_url)
+    await migrate(engine)
+    await GenerationStore(engine).insert_many([r.to_row() for r in usage_batch()])
+    rollups = RollupStore(engine)
+    monday, tuesday = date(2026, 3, 9), date(2026, 3, 10)
+    daily = await rollups.daily("acme/widget-1", first=monday, last=tuesday)
+    assert daily == {
+        monday: Usage(4, 40, 12, 12, pytest.approx(0.253)),
+        tuesday: Usage(1, 10, 4, 3, pytest.approx(0.001)),
+    }
+    assert await rollups.daily("acme/widget-1", first=tuesday, last=tuesday) == {
+        tuesday: Usage(1, 10, 4, 3, pytest.approx(0.001))
+    }
+    apps = await rollups.apps(first=monday, last=tuesday)
+    assert [(a.app, a.model, a.usage.total_tokens) for a in apps] == [
+        ("", "acme/widget-1", 29),
+        ("https://a.example", "acme/widget-1", 25),
+        ("https://a.example", "acme/other", 15),
+        ("Only a title", "acme/widget-1", 12),
+    ]
+    only = await rollups.apps(first=monday, last=monday, model="acme/other")
+    assert [(a.app, a.usage.requests) for a in only] == [("https://a.example", 1)]
+    ranked = await rollups.models(first=monday, last=monday + timedelta(days=6))
+    assert [(m.model, m.usage.total_tokens, m.usage.requests) for m in ranked] == [
+        ("acme/widget-1", 66, 5),
+        ("acme/other", 15, 1),
+    ]
+    assert await rollups.models(first=date(2026, 3, 2), last=date(2026, 3, 8)) == []
+    popular = await rollups.popularity(today=tuesday, recent_days=1)
+    assert popular.total == {"acme/widget-1": 66, "acme/other": 15}
+    assert popular.recent == {"acme/widget-1": 14}
+    await engine.dispose()

@@ -17,7 +17,6 @@ from crossroads.routing.ordering import load_balanced
 from crossroads.routing.tokens import estimate_prompt_tokens
 from crossroads.schema.catalog import Endpoint, Provider, Quirks
 from crossroads.settings import Settings
-from crossroads.telemetry.stats import LiveStats, percentiles
 
 
 def ep(tag: str, prompt: str, completion: str, **extra) -> Endpoint:
@@ -178,30 +177,12 @@ def test_sse_decoder() -> None:
 
 def test_load_balancing_weights_inverse_square_of_price() -> None:
     endpoints = [ep("a", "0.000001", "0"), ep("b", "0.000002", "0"), ep("c", "0.000003", "0")]
-    rng, stats = random.Random(7), LiveStats()
-    firsts = Counter(load_balanced(endpoints, stats, rng)[0].tag for _ in range(20000))
+    rng = random.Random(7)
+    firsts = Counter(load_balanced(endpoints, rng)[0].tag for _ in range(20000))
     assert firsts["a"] / firsts["c"] == pytest.approx(9, rel=0.15)
     assert firsts["a"] / firsts["b"] == pytest.approx(4, rel=0.1)
-    order = load_balanced(endpoints, stats, rng)
+    order = load_balanced(endpoints, rng)
     assert sorted(order[1:], key=lambda e: e.tag) == order[1:]  # the rest by price
-
-
-def test_outage_window_and_uptime() -> None:
-    now = [1000.0]
-    stats = LiveStats(clock=lambda: now[0])
-    stats.record_success("e", 100, 50)
-    stats.record_failure("e")
-    assert stats.in_outage("e")
-    stats.record_success("e", 120, 40)
-    assert not stats.in_outage("e")
-    stats.record_failure("e", rate_limited=True)
-    assert stats.in_outage("e") and stats.uptime("e", 300) == pytest.approx(66.67)
-    now[0] += 31
-    assert not stats.in_outage("e")
-    assert stats.latency("e")["p50"] in (100, 120) and stats.throughput("e")["p99"] == 50
-    now[0] += 3600
-    assert stats.latency("e") is None and stats.uptime("e", 86400) == pytest.approx(66.67)
-    assert percentiles([]) is None and percentiles([5.0])["p90"] == 5.0
 
 
 def test_prompt_estimate_counts_text_media_and_tools() -> None:
@@ -239,6 +220,28 @@ def test_settings_precedence() -> None:
         Settings.load(file_settings={"colour": "blue"}, env={})
     with pytest.raises(ConfigError):
         Settings.load({"port": "eighty"}, env={})
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"CROSSROADS_CIRCUIT_FAILURES": "-1"},
+        {"CROSSROADS_CIRCUIT_COOLDOWN_SECONDS": "0"},
+        {"CROSSROADS_CIRCUIT_COOLDOWN_SECONDS": "90"},  # past the 60 s maximum
+        {"CROSSROADS_STATS_FLUSH_INTERVAL_SECONDS": "-5"},
+        {"CROSSROADS_ACCESS_LOG": "perhaps"},
+        {"CROSSROADS_TELEMETRY": "2"},
+    ],
+)
+def test_telemetry_settings_are_checked(env: dict[str, str]) -> None:
+    with pytest.raises(ConfigError):
+        Settings.load(env=env)
+
+
+def test_boolean_settings_read_words() -> None:
+    s = Settings.load(env={"CROSSROADS_ACCESS_LOG": "yes", "CROSSROADS_TELEMETRY": "off"})
+    assert (s.access_log, s.telemetry) == (True, False)
+    assert Settings.load(env={"CROSSROADS_CIRCUIT_FAILURES": "0"}).circuit_failures == 0
 
 
 def test_catalog_config_errors_name_the_problem() -> None:

@@ -7,11 +7,13 @@ from contextlib import asynccontextmanager
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 
 from crossroads.api import api_routes
 from crossroads.api.http import render_error
+from crossroads.api.observe import Observe
 from crossroads.errors import GatewayError
 from crossroads.gateway import Gateway
 from crossroads.settings import Settings
@@ -50,6 +52,7 @@ def create_app(settings: Settings, gateway: Gateway | None = None) -> Starlette:
     app = Starlette(
         routes=api_routes(),
         lifespan=lifespan,
+        middleware=[Middleware(Observe, gateway=gateway)],  # overhead header, access log, span
         exception_handlers={
             GatewayError: _gateway_error,
             HTTPException: _http_error,

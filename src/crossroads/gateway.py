@@ -23,14 +23,28 @@ from crossroads.catalog.discovery import discover_local
 from crossroads.providers import builtin_adapters
 from crossroads.providers.base import Adapter
 from crossroads.providers.http import UpstreamClient, UpstreamLimits
+from crossroads.replicas import ReplicaSync
 from crossroads.routing.attempt import Upstream
 from crossroads.routing.executor import Executor
 from crossroads.routing.run import Sinks
 from crossroads.settings import Settings
-from crossroads.storage import GenerationStore, KeyStore, make_engine, migrate
+from crossroads.storage import (
+    BucketStore,
+    GenerationStore,
+    KeyStore,
+    Rollups,
+    RollupStore,
+    make_engine,
+    migrate,
+)
+from crossroads.telemetry.circuit import Circuits
+from crossroads.telemetry.folding import StatsFolder
 from crossroads.telemetry.journal import Journal
+from crossroads.telemetry.live import Telemetry
+from crossroads.telemetry.metrics import Metrics, RecordFanout
 from crossroads.telemetry.recorder import Recorder
 from crossroads.telemetry.stats import LiveStats
+from crossroads.telemetry.tracing import Tracing
 
 
 def upstream_limits(settings: Settings) -> UpstreamLimits:
@@ -54,14 +68,29 @@ class Gateway:
     keys: KeyRing
     recorder: Recorder
     executor: Executor
+    circuits: Circuits
+    telemetry: Telemetry  # the router's stats sink: live statistics and circuits
+    metrics: Metrics  # GET /metrics
+    tracing: Tracing  # OpenTelemetry spans, when OTEL_EXPORTER_OTLP_ENDPOINT is set
+    records: RecordFanout  # the router's record sink: the recorder, then metrics
+    folder: StatsFolder  # live statistics' buckets into the database, and back at start
+    rollups: Rollups  # usage rollups (per-process cache; popularity refreshed in the background)
     generated_management_key: str | None = field(default=None)
     created: int = 0
     _discovery: asyncio.Task[None] | None = field(default=None)
+    replicas: ReplicaSync | None = field(default=None)  # with settings.redis
 
     @classmethod
-    def build(cls, settings: Settings, config: Mapping[str, Any] | None = None) -> Gateway:
+    def build(
+        cls,
+        settings: Settings,
+        config: Mapping[str, Any] | None = None,
+        *,
+        tracing: Tracing | None = None,
+    ) -> Gateway:
         """Everything, not yet started; `config` is the parsed config file, read here when
-        the caller has not read it already."""
+        the caller has not read it already. `tracing` defaults to the environment's
+        (`Tracing.from_environment`); tests hand in one with an in-memory exporter."""
         if config is None:
             config = read_config(settings.config)
         if settings.config:
@@ -72,7 +101,14 @@ class Gateway:
         catalog = load_catalog(config, adapters=adapters, created=created)
         engine = make_engine(settings.database_url)
         client = UpstreamClient(limits=upstream_limits(settings))
-        stats = LiveStats()
+        stats = LiveStats(instance=settings.instance)
+        circuits = Circuits(
+            clock=time.time,
+            failures=settings.circuit_failures,
+            cooldown=settings.circuit_cooldown_seconds,
+            max_cooldown=settings.circuit_max_cooldown_seconds,
+        )
+        telemetry = Telemetry(stats, circuits, feed_stats=settings.telemetry)
         keys = KeyRing(KeyStore(engine))
         data = Path(settings.data_dir)
         recorder = Recorder(  # the old shutdown spool is replayed like a journal segment
@@ -82,9 +118,23 @@ class Gateway:
             interval=settings.recorder_interval_seconds,
         )
         rng = random.Random(settings.routing_seed)
-        sinks = Sinks(providers=catalog.providers, stats=stats, spend=keys, records=recorder)
-        upstream = Upstream(catalog.providers, adapters, client)
-        executor = Executor(catalog=catalog, upstream=upstream, stats=stats, sinks=sinks, rng=rng)
+        metrics = Metrics(
+            enabled=settings.telemetry,
+            recorder_stats=recorder.stats,
+            circuit_states=circuits.states,
+        )
+        tracing = tracing or Tracing.from_environment()
+        records = RecordFanout(recorder, metrics, hold=settings.access_log or tracing.enabled)
+        sinks = Sinks(providers=catalog.providers, stats=telemetry, spend=keys, records=records)
+        upstream = Upstream(catalog.providers, adapters, client, tracing=tracing)
+        executor = Executor(
+            catalog=catalog,
+            upstream=upstream,
+            stats=stats,
+            circuits=circuits,
+            sinks=sinks,
+            rng=rng,
+        )
         return cls(
             settings,
             catalog,
@@ -95,12 +145,37 @@ class Gateway:
             keys,
             recorder,
             executor,
+            circuits=circuits,
+            telemetry=telemetry,
+            metrics=metrics,
+            tracing=tracing,
+            records=records,
+            folder=StatsFolder(
+                stats, BucketStore(engine), interval=settings.stats_flush_interval_seconds
+            ),
+            rollups=Rollups(
+                RollupStore(engine),
+                ttl=min(5.0, settings.stats_flush_interval_seconds),
+                refresh=settings.stats_flush_interval_seconds,
+            ),
             created=created,
+            replicas=ReplicaSync(
+                settings.redis,
+                instance=settings.instance,
+                stats=stats,
+                circuits=circuits,
+                known=catalog.has_endpoint,
+            )
+            if settings.redis
+            else None,
         )
 
     async def start(self) -> None:
         await migrate(self.engine)
         await self.recorder.start()  # replays the journal: spend below counts those records
+        await self.folder.load()  # the stored statistics buckets, before any request counts
+        self.folder.start()
+        await self.rollups.start()
         starts = period_starts(datetime.now(UTC))
         spend = await GenerationStore(self.engine).spend_by_key(starts)
         await self.keys.load(spend=spend, starts=starts)
@@ -114,6 +189,8 @@ class Gateway:
         await self.client.start()
         await self.discover()
         self._discovery = asyncio.create_task(self._rediscover(), name="crossroads-discovery")
+        if self.replicas is not None:  # after the statistics are restored: shares them too
+            await self.replicas.start()  # waits 1 s at most; requests never await Redis
 
     async def discover(self) -> None:
         """Find the local servers that run now, and their models."""
@@ -126,8 +203,13 @@ class Gateway:
             await self.discover()
 
     async def stop(self) -> None:
+        if self.replicas is not None:  # its last buckets and circuit changes go out first
+            await self.replicas.stop()
         if self._discovery is not None:
             self._discovery.cancel()
         await self.recorder.close()
+        await self.folder.close()  # the last buckets
+        await self.rollups.close()
+        await asyncio.to_thread(self.tracing.shutdown)  # flushes the last spans
         await self.client.close()
         await self.engine.dispose()

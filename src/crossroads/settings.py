@@ -4,7 +4,8 @@ over defaults."""
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+import socket
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,25 @@ from typing import Any
 from crossroads.errors import ConfigError
 
 _ENV_PREFIX = "CROSSROADS_"
+_TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}
+
+
+_POSITIVE = {
+    "upstream_max_body_bytes",
+    "upstream_max_event_bytes",
+    "upstream_stream_timeout_seconds",
+    "upstream_idle_timeout_seconds",
+    "circuit_cooldown_seconds",
+    "circuit_max_cooldown_seconds",
+    "stats_flush_interval_seconds",
+}
+
+
+def _boolean(value: Any) -> bool:
+    text = str(value).strip().lower()
+    if text not in _TRUE | _FALSE:
+        raise ValueError(value)
+    return text in _TRUE
 
 
 @dataclass(slots=True)
@@ -35,6 +55,19 @@ class Settings:
     upstream_max_event_bytes: int = 1024 * 1024
     upstream_stream_timeout_seconds: float = 1800.0
     upstream_idle_timeout_seconds: float = 300.0
+    # Live statistics, circuits and observability (see ARCHITECTURE.md, "Live statistics").
+    telemetry: bool = True  # live statistics and metrics; off only to measure their cost
+    circuit_failures: int = 3  # consecutive failures that open a circuit; 0: no circuits
+    circuit_cooldown_seconds: float = 5.0  # the first cooldown; it doubles while failures go on
+    circuit_max_cooldown_seconds: float = 60.0
+    stats_flush_interval_seconds: float = 10.0  # how often buckets are folded into the database
+    access_log: bool = False  # one JSON line per request on the "crossroads.access" logger
+    redis: str | None = None  # redis://host:port/db: replicas share statistics and circuits
+    instance_id: str = ""  # this replica's name in shared statistics; <hostname>:<port> if empty
+
+    @property
+    def instance(self) -> str:
+        return self.instance_id or f"{socket.gethostname()}:{self.port}"
 
     @property
     def database_url(self) -> str:
@@ -66,10 +99,17 @@ class Settings:
                 kind = type(default)
             else:  # the optional settings: routing_seed is a number, the rest are text
                 kind = int if name == "routing_seed" else str
+            convert: Callable[[Any], Any] = _boolean if kind is bool else kind
             try:
-                setattr(settings, name, kind(value) if not isinstance(value, kind) else value)
+                setattr(settings, name, value if isinstance(value, kind) else convert(value))
             except (TypeError, ValueError):
                 raise ConfigError(f"setting {name}: cannot use {value!r}") from None
-            if name.startswith("upstream_") and not 0 < getattr(settings, name) < float("inf"):
+            if name in _POSITIVE and not 0 < getattr(settings, name) < float("inf"):
                 raise ConfigError(f"setting {name}: must be a positive number, not {value!r}")
+        if settings.circuit_failures < 0:
+            raise ConfigError("setting circuit_failures: must be 0 (no circuits) or more")
+        if settings.circuit_max_cooldown_seconds < settings.circuit_cooldown_seconds:
+            raise ConfigError(
+                "setting circuit_max_cooldown_seconds: must be at least circuit_cooldown_seconds"
+            )
         return settings

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from starlette.routing import BaseRoute, Mount, Route
 
-from crossroads.api import accounts, catalog, chat, completions, health, openapi
+from crossroads.api import accounts, catalog, chat, completions, health, metrics, openapi, stats
 from crossroads.api.messages import messages
 from crossroads.api.responses import responses
 
@@ -20,6 +20,10 @@ def _routes() -> list[BaseRoute]:
         Route("/models/{author}/{slug}/endpoints", catalog.list_endpoints, methods=["GET"]),
         Route("/model/{author}/{slug}", catalog.get_model, methods=["GET"]),
         Route("/providers", catalog.list_providers, methods=["GET"]),
+        Route("/stats/endpoints/{author}/{slug}", stats.endpoints, methods=["GET"]),
+        Route("/stats/models/{author}/{slug}/daily", stats.model_daily, methods=["GET"]),
+        Route("/stats/apps", stats.apps, methods=["GET"]),
+        Route("/stats/rankings", stats.rankings, methods=["GET"]),
         Route("/generation", accounts.get_generation, methods=["GET"]),
         Route("/key", accounts.current_key, methods=["GET"]),
         Route("/auth/key", accounts.current_key, methods=["GET"]),
@@ -33,4 +37,10 @@ def _routes() -> list[BaseRoute]:
 def api_routes() -> list[BaseRoute]:
     routes = _routes()
     health_route = Route("/health", health.health, methods=["GET"])  # no key; at the root
-    return [health_route, Mount("/api/v1", routes=routes), Mount("/v1", routes=routes)]
+    metrics_route = Route("/metrics", metrics.metrics, methods=["GET"])  # no key; at the root
+    return [
+        health_route,
+        metrics_route,
+        Mount("/api/v1", routes=routes),
+        Mount("/v1", routes=routes),
+    ]

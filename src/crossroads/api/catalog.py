@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 from urllib.parse import urlencode
@@ -19,6 +19,7 @@ from crossroads.catalog import Catalog, Model
 from crossroads.errors import GatewayError
 from crossroads.routing.candidates import privacy_ok, provider_matches
 from crossroads.schema.catalog import Endpoint, parse_price
+from crossroads.storage import Popularity
 from crossroads.telemetry.stats import LiveStats
 
 Count = Annotated[int, Meta(ge=0)]
@@ -276,8 +277,24 @@ def _filtered_models(catalog: Catalog, query: ModelsQuery) -> list[Model]:
     return [m for m in catalog.models.values() if all(check(m) for check in checks)]
 
 
-def _sort_key(sort: Sort, stats: LiveStats) -> tuple[Callable[[Model], Decimal | None], bool]:
+def _tokens(tokens: Mapping[str, int]) -> Callable[[Model], Decimal | None]:
+    """A model's tokens in the usage rollups (None without any: it goes last)."""
+
+    def value(model: Model) -> Decimal | None:
+        found = tokens.get(model.id)
+        return Decimal(found) if found else None
+
+    return value
+
+
+def _sort_key(
+    sort: Sort, stats: LiveStats, popularity: Popularity
+) -> tuple[Callable[[Model], Decimal | None], bool]:
     """What `sort` orders by, and whether from high to low."""
+    if sort == "most-popular":  # tokens served, over everything recorded
+        return _tokens(popularity.total), True
+    if sort == "top-weekly":  # tokens served over the last 7 UTC days
+        return _tokens(popularity.recent), True
     if sort == "newest":
         return lambda m: Decimal(m.info["created"]), True
     if sort in ("pricing-low-to-high", "pricing-high-to-low"):
@@ -295,15 +312,17 @@ def _sort_key(sort: Sort, stats: LiveStats) -> tuple[Callable[[Model], Decimal |
     return _index_of(_INDEX_SORTS[sort]), True
 
 
-def _sorted(models: list[Model], sort: Sort | None, stats: LiveStats) -> list[Model]:
+def _sorted(
+    models: list[Model], sort: Sort | None, stats: LiveStats, popularity: Popularity
+) -> list[Model]:
     """`models` in the order `sort` asks for; models without a figure for it come last, and
-    ties (and no `sort`) keep the catalog's order."""
-    if sort is None or sort in ("most-popular", "top-weekly"):
-        # most-popular and top-weekly rank models by the tokens OpenRouter served them (in the
-        # last week for top-weekly): that needs usage rollups over every model, which this
-        # server does not keep yet, so the default order stays.
+    ties (and no `sort`) keep the catalog's order. `most-popular` and `top-weekly` rank by
+    the tokens this server served each model (all time; the last 7 days), from the usage
+    rollups as last refreshed in the background (`Rollups.popularity`: no database read
+    here)."""
+    if sort is None:
         return models
-    value_of, descending = _sort_key(sort, stats)
+    value_of, descending = _sort_key(sort, stats, popularity)
 
     def order(model: Model) -> tuple[bool, Decimal]:
         value = value_of(model)
@@ -323,7 +342,10 @@ def _next_link(request: Request, offset: int, limit: int) -> str:
 async def list_models(request: Request) -> Response:
     query = _models_query(request)
     gateway = gateway_of(request)
-    models = _sorted(_filtered_models(gateway.catalog, query), query.sort, gateway.stats)
+    popularity = gateway.rollups.popularity()
+    models = _sorted(
+        _filtered_models(gateway.catalog, query), query.sort, gateway.stats, popularity
+    )
     total = len(models)
     next_link = None
     if query.offset is not None or query.limit is not None:

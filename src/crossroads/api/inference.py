@@ -105,6 +105,7 @@ async def serve_inference(request: Request, dialect: Dialect) -> Response | SSES
     else:
         chat = parse_translated_request(body, dialect.client_paths)
     ctx = request_context(request, key.hash)
+    request.state.ctx = ctx  # read by api/observe.py: upstream time, route, generation id
     headers = {"X-Generation-Id": ctx.generation_id}
     if chat.stream:
         stream = gateway.executor.stream(chat, body, ctx)

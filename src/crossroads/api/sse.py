@@ -5,7 +5,8 @@ an error before it is still a plain JSON error with the right status. If the fir
 chunk is slow, the response starts anyway and `: OPENROUTER PROCESSING` comments keep
 the connection alive while the router may still fall back. A client that disconnects
 cancels the relay, which closes the upstream connection. An `Encoder` turns the
-router's OpenAI-shaped chunks into the wire events of the route's dialect.
+router's OpenAI-shaped chunks into the wire events of the route's dialect. While a
+stream is served, the gateway's `crossroads_open_streams` gauge counts it.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import orjson
 from starlette.types import Receive, Scope, Send
 
 from crossroads.errors import GatewayError, StreamFailure
+from crossroads.telemetry.metrics import Metrics
 
 KEEPALIVE = b": OPENROUTER PROCESSING\n\n"
 _HEADER = ("id", "provider", "model", "object", "created")  # what every chunk of one stream repeats
@@ -153,6 +155,16 @@ class SSEStream:
         await end(self.encoder.close())
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        metrics = _metrics(scope)
+        if metrics is not None:
+            metrics.stream_opened()
+        try:
+            await self._serve(receive, send)
+        finally:
+            if metrics is not None:
+                metrics.stream_closed()
+
+    async def _serve(self, receive: Receive, send: Send) -> None:
         relay = asyncio.ensure_future(self._relay(send))
 
         async def watch_disconnect() -> None:
@@ -173,3 +185,10 @@ class SSEStream:
         finally:
             watcher.cancel()
             await self.chunks.aclose()
+
+
+def _metrics(scope: Scope) -> Metrics | None:
+    """The gateway's metrics (for the open-streams gauge), when served by the app."""
+    state = getattr(scope.get("app"), "state", None)
+    metrics = getattr(getattr(state, "gateway", None), "metrics", None)
+    return metrics if isinstance(metrics, Metrics) else None

@@ -91,6 +91,13 @@ class Catalog:
         self.models[model.id] = model
         self._by_lower[model.id.lower()] = model.id
 
+    def has_endpoint(self, endpoint_id: str) -> bool:
+        """Whether `model@tag` names an endpoint of this catalog (replicas' figures for
+        anything else are not kept)."""
+        model_id, _, tag = endpoint_id.rpartition("@")
+        model = self.models.get(model_id)
+        return model is not None and any(e.tag == tag for e in model.endpoints)
+
     def usable_providers(self) -> list[Provider]:
         return [p for p in self.providers.values() if p.usable]
 

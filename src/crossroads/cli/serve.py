@@ -75,12 +75,24 @@ def _announce(settings: Settings, gateway: Gateway) -> None:
     help="sqlite:///file.db or postgresql://user@host/db (default: SQLite in the data folder).",
 )
 @click.option("--data-dir", help="Folder for the embedded SQLite database (default ./data).")
+@click.option(
+    "--redis",
+    metavar="URL",
+    help="redis://host:port/db shared by replicas: live statistics and circuits.",
+)
+@click.option(
+    "--access-log/--no-access-log",
+    default=None,
+    help="One JSON line per request on standard error (default off).",
+)
 def serve(
     config: str | None,
     host: str | None,
     port: int | None,
     database: str | None,
     data_dir: str | None,
+    redis: str | None,
+    access_log: bool | None,
 ) -> None:
     """Start the gateway."""
     flags = {
@@ -89,6 +101,8 @@ def serve(
         "port": port,
         "database": database,
         "data_dir": data_dir,
+        "redis": redis,
+        "access_log": access_log,
     }
     try:
         parsed = read_config(config)  # {} without --config

@@ -8,7 +8,11 @@ from dataclasses import dataclass, field
 
 @dataclass(slots=True)
 class RequestContext:
-    """Who asks, from where; set by the API layer before routing."""
+    """Who asks, from where; set by the API layer before routing.
+
+    The router also writes into it what observability reads back: the planned endpoint ids
+    (`route`) and the time spent awaiting providers (`upstream_ms`, accumulated by
+    `routing.attempt` over every attempt), which the overhead header leaves out."""
 
     generation_id: str
     api_key_hash: str | None
@@ -17,6 +21,16 @@ class RequestContext:
     user_agent: str | None = None
     created: int = field(default_factory=lambda: int(time.time()))
     started: float = field(default_factory=time.perf_counter)
+    route: list[str] = field(default_factory=list)  # the plan's endpoint ids, in order
+    upstream_ms: float = 0.0  # finished waits on providers (open, body, stream reads), in ms
+    upstream_since: float = 0.0  # perf_counter() when the wait in progress began; 0: none
+
+    def upstream_so_far_ms(self, now: float) -> float:
+        """Milliseconds spent awaiting providers up to `now` (a perf_counter reading), the
+        wait in progress included (a stream may start its response while one is pending)."""
+        if self.upstream_since:
+            return self.upstream_ms + (now - self.upstream_since) * 1000
+        return self.upstream_ms
 
 
 def elapsed_ms(since: float) -> float:

@@ -3,9 +3,10 @@
 Provider-level fallback happens on failures of the provider (5xx, 429, timeouts,
 connection errors, auth or model faults of the provider's own), only before the first
 byte reaches the client; a request error (400, 413, 422) moves on to the next model of
-`models` instead. Every attempt feeds the live statistics; every request, served or
-not, leaves one generation record. A request cancelled before its answer (the client
-went away) is recorded as cancelled and charged nothing.
+`models` instead. Every attempt feeds the live statistics and the endpoint's circuit
+(one `AttemptSample`), and the plan orders endpoints by their circuits; every request,
+served or not, leaves one generation record. A request cancelled before its answer (the
+client went away) is recorded as cancelled and charged nothing.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from crossroads.routing.plan import Plan, plan_request
 from crossroads.routing.run import Outcome, Run, Sinks
 from crossroads.routing.streaming import ChatStream
 from crossroads.schema.chat import ChatRequest
+from crossroads.telemetry.circuit import Circuits
 from crossroads.telemetry.stats import LiveStats
 
 
@@ -33,17 +35,21 @@ class Executor:
         catalog: Catalog,
         upstream: Upstream,
         stats: LiveStats,
+        circuits: Circuits,
         sinks: Sinks,
         rng: random.Random,
     ) -> None:
         self.catalog = catalog
         self.upstream = upstream
         self.stats = stats
+        self.circuits = circuits
         self.sinks = sinks
         self.rng = rng
 
     def plan(self, request: ChatRequest, body: dict[str, Any]) -> Plan:
-        return plan_request(request, body, self.catalog, self.stats, self.rng)
+        return plan_request(
+            request, body, self.catalog, self.stats, self.rng, circuits=self.circuits
+        )
 
     async def complete(
         self, request: ChatRequest, body: dict[str, Any], ctx: RequestContext
@@ -52,7 +58,7 @@ class Executor:
         for endpoint in run.endpoints():
             since = time.perf_counter()
             try:
-                async with self.upstream.call(endpoint, body, stream=False) as call:
+                async with self.upstream.call(endpoint, body, stream=False, ctx=run.ctx) as call:
                     completion = await call.completion()
             except UpstreamError as error:
                 run.failed(endpoint, error, elapsed_ms(since))

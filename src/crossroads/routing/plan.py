@@ -1,4 +1,8 @@
-"""A request's routing plan: every endpoint it may try, in order, across its models."""
+"""A request's routing plan: every endpoint it may try, in order, across its models.
+
+The order follows `routing.ordering`: the request's provider preferences, live figures,
+and the endpoints' circuits (an endpoint set aside by its circuit goes behind the others).
+"""
 
 from __future__ import annotations
 
@@ -11,10 +15,11 @@ import msgspec
 from crossroads.catalog import Catalog
 from crossroads.errors import GatewayError
 from crossroads.routing.candidates import eligible_endpoints
-from crossroads.routing.ordering import order_endpoints, sort_preference
+from crossroads.routing.ordering import Admission, order_endpoints, sort_preference
 from crossroads.routing.tokens import estimate_prompt_tokens
 from crossroads.schema.catalog import Endpoint
 from crossroads.schema.chat import ChatRequest, ProviderPreferences, SortSpec, request_parameters
+from crossroads.telemetry.circuit import Circuits
 from crossroads.telemetry.stats import LiveStats
 
 # OpenRouter documents at most 3 fallback models (the `fallbacks` of its Anthropic API);
@@ -62,15 +67,19 @@ def plan_request(
     catalog: Catalog,
     stats: LiveStats,
     rng: random.Random,
+    *,
+    circuits: Circuits,
 ) -> Plan:
     """Resolve models, filter their endpoints and order them; raise when none can serve.
 
-    The plan holds at most `MAX_ATTEMPTS` endpoints, the first in order."""
+    The plan holds at most `MAX_ATTEMPTS` endpoints, the first in order. Each endpoint's
+    circuit is asked once for the whole plan, whatever the number of models."""
     names = requested_models(request)
     prefs = request.provider or ProviderPreferences()
     prompt_tokens = estimate_prompt_tokens(body)
     parameters = request_parameters(body)
     groups: list[tuple[str | None, list[Endpoint]]] = []
+    admission = Admission(circuits)
     last_error: GatewayError | None = None
     for name in names:
         try:
@@ -93,12 +102,12 @@ def plan_request(
         if not sort_preference(prefs, variant) and not prefs.order:
             # one global order across models needs a sort; a random draw would mix models
             prefs = msgspec.structs.replace(prefs, sort="price")
-        ordered = order_endpoints(merged, prefs, variant, stats, rng, catalog)
+        ordered = order_endpoints(merged, prefs, variant, stats, rng, catalog, admission=admission)
     else:
         ordered = [
             e
             for variant, eps in groups
-            for e in order_endpoints(eps, prefs, variant, stats, rng, catalog)
+            for e in order_endpoints(eps, prefs, variant, stats, rng, catalog, admission=admission)
         ]
     # one endpoint reached through several names (`acme/trio`, `acme/trio:nitro`) is tried once
     unique: dict[str, Endpoint] = {}

@@ -2,7 +2,8 @@
 
 The streaming and non-streaming paths share it: each failed attempt goes through
 `failed()`, each answer through `succeeded()`, and the request ends with exactly one
-`record()` of its `Outcome`.
+`record()` of its `Outcome`. Every measured attempt becomes one `AttemptSample` for the
+stats sink (live statistics and circuits); a stream the client cut off becomes none.
 """
 
 from __future__ import annotations
@@ -23,17 +24,16 @@ from crossroads.routing.tokens import estimate_text_tokens
 from crossroads.schema.catalog import Endpoint, Provider
 from crossroads.schema.chat import ChatRequest
 from crossroads.schema.generation import Attempt, GenerationRecord
+from crossroads.telemetry.sample import AttemptSample, Verdict
 
 HARD_TOKEN_CAP = 10_000_000
 """No count a provider reports is believed past this, whatever the catalog says."""
 
 
 class StatsSink(Protocol):
-    def record_success(
-        self, endpoint_id: str, latency_ms: float, throughput: float | None
-    ) -> None: ...
+    """Takes one `AttemptSample` per measured attempt (live statistics, circuits)."""
 
-    def record_failure(self, endpoint_id: str, *, rate_limited: bool = False) -> None: ...
+    def observe(self, sample: AttemptSample) -> None: ...
 
 
 class SpendSink(Protocol):
@@ -48,7 +48,8 @@ class RecordSink(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class Sinks:
-    """What a run records into: live statistics, key spend, generation records."""
+    """What a run records into: attempt samples (live statistics and circuits), key spend,
+    generation records."""
 
     providers: Mapping[str, Provider]
     stats: StatsSink
@@ -124,6 +125,7 @@ class Run:
         self.attempts: list[Attempt] = []
         self.errors: list[UpstreamError] = []
         self.skip_models: set[str] = set()
+        ctx.route = [e.id for e in plan.endpoints]  # the plan, for tracing
 
     def endpoints(self) -> Iterator[Endpoint]:
         """The plan's endpoints still worth trying (a model that refused the request is skipped)."""
@@ -232,7 +234,21 @@ class Run:
         generation_s = (total_ms - first_token_ms) / 1000
         tokens = usage.get("completion_tokens") or 0
         throughput = tokens / generation_s if generation_s > 0 and tokens > 1 else None
-        self.sinks.stats.record_success(endpoint.id, first_token_ms, throughput)
+        costs = usage.get("cost_details") or {}
+        self.sinks.stats.observe(
+            AttemptSample(
+                endpoint_id=endpoint.id,
+                provider=endpoint.provider,
+                model=endpoint.model_id,
+                verdict=Verdict.OK,
+                latency_ms=first_token_ms,
+                throughput=throughput,
+                prompt_tokens=int(usage.get("prompt_tokens") or 0),
+                completion_tokens=int(tokens),
+                prompt_cost=float(costs.get("upstream_inference_prompt_cost") or 0.0),
+                completion_cost=float(costs.get("upstream_inference_completions_cost") or 0.0),
+            )
+        )
         self._note(endpoint, 200, first_token_ms, note)
 
     def failed(
@@ -243,8 +259,24 @@ class Run:
         *,
         midstream: bool = False,
     ) -> None:
-        """An attempt failed; before output reached the client, the next endpoint may be tried."""
-        self.sinks.stats.record_failure(endpoint.id, rate_limited=error.status == 429)
+        """An attempt failed; before output reached the client, the next endpoint may be tried.
+        A rate limit (429) is RATE_LIMITED, the caller's own request refused (400, 413, 422:
+        no fallback) is REFUSED, any other failure of the provider is FAILED."""
+        if error.status == 429:
+            verdict = Verdict.RATE_LIMITED
+        elif not error.fallback_allowed:
+            verdict = Verdict.REFUSED
+        else:
+            verdict = Verdict.FAILED
+        self.sinks.stats.observe(
+            AttemptSample(
+                endpoint_id=endpoint.id,
+                provider=endpoint.provider,
+                model=endpoint.model_id,
+                verdict=verdict,  # no latency: a failure shows no first token
+                retry_after=error.retry_after if verdict is Verdict.RATE_LIMITED else None,
+            )
+        )
         self._note(endpoint, 200 if midstream else error.status, latency_ms, error.message)
         self.errors.append(error)
         if not error.fallback_allowed:  # the request itself was refused: try the next model

@@ -36,7 +36,9 @@ class ChatStream:
             relay = _Relay(run, endpoint)
             held: list[dict[str, Any]] = []
             try:
-                async with self.upstream.call(endpoint, self.body, stream=True) as call:
+                async with self.upstream.call(
+                    endpoint, self.body, stream=True, ctx=run.ctx
+                ) as call:
                     async for piece in call.chunks():
                         chunk = relay.absorb(piece)
                         if chunk is None:

@@ -59,3 +59,31 @@ generations = sa.Table(
     sa.Column("attempts", sa.JSON, nullable=False),
     sa.Column("error", sa.JSON, nullable=True),
 )
+
+# Live statistics' time buckets (telemetry/buckets.py), one row per replica, endpoint, grain
+# and bucket start: folded in by the background writer, reloaded at start.
+endpoint_buckets = sa.Table(
+    "endpoint_buckets",
+    metadata,
+    sa.Column("instance", sa.String(200), primary_key=True),
+    sa.Column("endpoint_id", sa.String(400), primary_key=True),
+    sa.Column("grain", sa.String(8), primary_key=True),  # minute | hour | day
+    sa.Column("start", sa.BigInteger, primary_key=True, autoincrement=False),  # epoch s, UTC
+    sa.Column("data", sa.LargeBinary, nullable=False),  # Bucket.to_json()
+    sa.Index("ix_endpoint_buckets_start", "start"),
+)
+
+# Usage per UTC day, model and app, kept by GenerationStore.insert_many from the rows it
+# inserts. app: the request's HTTP-Referer, else its X-Title, else '' (unattributed).
+usage_daily = sa.Table(
+    "usage_daily",
+    metadata,
+    sa.Column("day", sa.Date, primary_key=True),
+    sa.Column("model", sa.String(200), primary_key=True),
+    sa.Column("app", sa.String(500), primary_key=True),
+    sa.Column("requests", sa.BigInteger, nullable=False),
+    sa.Column("prompt_tokens", sa.BigInteger, nullable=False),
+    sa.Column("completion_tokens", sa.BigInteger, nullable=False),
+    sa.Column("reasoning_tokens", sa.BigInteger, nullable=False),
+    sa.Column("cost", sa.Float, nullable=False),
+)
