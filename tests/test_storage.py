@@ -19,12 +19,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from conftest import shared_config
 from crossroads.accounting.keys import KeyRing, period_starts
 from crossroads.schema.generation import GenerationRecord
+from crossroads.schema.stats import BucketRow
 from crossroads.storage import (
     BucketStore,
     GenerationStore,
     KeyStore,
     RollupStore,
-    StoredBucket,
     Usage,
     make_engine,
     migrate,
@@ -663,13 +663,13 @@ async def test_bucket_store_replaces_loads_and_prunes(database_url: str) -> None
     await migrate(engine)
     buckets = BucketStore(engine)
     rows = [
-        StoredBucket("a", "acme/trio@alpha", "minute", 600, b'{"v":1,"ok":1}'),
-        StoredBucket("a", "acme/trio@alpha", "minute", 660, b'{"v":1,"ok":2}'),
-        StoredBucket("a", "acme/trio@alpha", "day", 0, b'{"v":1,"ok":3}'),
-        StoredBucket("b", "acme/trio@alpha", "minute", 600, b'{"v":1,"ok":4}'),
+        BucketRow("a", "acme/trio@alpha", "minute", 600, b'{"v":1,"ok":1}'),
+        BucketRow("a", "acme/trio@alpha", "minute", 660, b'{"v":1,"ok":2}'),
+        BucketRow("a", "acme/trio@alpha", "day", 0, b'{"v":1,"ok":3}'),
+        BucketRow("b", "acme/trio@alpha", "minute", 600, b'{"v":1,"ok":4}'),
     ]
     await buckets.save(rows)
-    replaced = StoredBucket("a", "acme/trio@alpha", "minute", 600, b'{"v":1,"ok":9}')
+    replaced = BucketRow("a", "acme/trio@alpha", "minute", 600, b'{"v":1,"ok":9}')
     await buckets.save([replaced])
     assert sorted(await buckets.load(0), key=repr) == sorted([replaced, *rows[1:]], key=repr)
     assert {r.data for r in await buckets.load(650)} == {b'{"v":1,"ok":2}'}
@@ -680,8 +680,8 @@ async def test_bucket_store_replaces_loads_and_prunes(database_url: str) -> None
     assert await buckets.prune(1) == 1  # the day row
     assert await buckets.load(0) == [rows[1]]
     # a key too long for its column would fail the whole batch every round: skipped
-    long = StoredBucket("a", "acme/" + "x" * 400, "minute", 720, b"{}")
-    await buckets.save([long, StoredBucket("a", "acme/trio@alpha", "minute", 720, b"{}")])
+    long = BucketRow("a", "acme/" + "x" * 400, "minute", 720, b"{}")
+    await buckets.save([long, BucketRow("a", "acme/trio@alpha", "minute", 720, b"{}")])
     assert sorted(r.start for r in await buckets.load(0)) == [660, 720]
     await engine.dispose()
 

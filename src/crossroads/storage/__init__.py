@@ -1,7 +1,7 @@
 """Persistence: SQLAlchemy Core on SQLite (default) or PostgreSQL, Alembic migrations."""
 
 from crossroads.storage.engine import make_engine, migrate
-from crossroads.storage.repos import BucketStore, GenerationStore, KeyStore, StoredBucket
+from crossroads.storage.repos import BucketStore, GenerationStore, KeyStore
 from crossroads.storage.rollups import (
     AppUsage,
     ModelUsage,
@@ -20,7 +20,6 @@ __all__ = [
     "Popularity",
     "RollupStore",
     "Rollups",
-    "StoredBucket",
     "Usage",
     "make_engine",
     "migrate",

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from crossroads.schema.generation import GenerationRecord
+from crossroads.schema.stats import BucketRow
 from crossroads.storage.fit import RowFitter, refused_for_content
 from crossroads.storage.rollups import USAGE_COLUMNS, count_usage, usage_params, usage_upsert
 from crossroads.storage.tables import api_keys, endpoint_buckets, generations
@@ -116,32 +116,6 @@ class KeyStore:
         return [dict(r._mapping) for r in rows]
 
 
-class BucketFields(Protocol):
-    """A bucket row as the statistics hand it in (`telemetry.buckets.BucketRow`)."""
-
-    @property
-    def instance(self) -> str: ...
-    @property
-    def endpoint_id(self) -> str: ...
-    @property
-    def grain(self) -> str: ...
-    @property
-    def start(self) -> int: ...
-    @property
-    def data(self) -> bytes: ...
-
-
-@dataclass(frozen=True, slots=True)
-class StoredBucket:
-    """A row of `endpoint_buckets` (the fields of `telemetry.buckets.BucketRow`)."""
-
-    instance: str
-    endpoint_id: str
-    grain: str
-    start: int
-    data: bytes
-
-
 Cutoff = int | Mapping[str, int]  # epoch seconds, for every grain or per grain name
 
 
@@ -189,7 +163,7 @@ class BucketStore:
             set_={"data": insert.excluded.data},
         )
 
-    async def save(self, rows: Sequence[BucketFields]) -> None:
+    async def save(self, rows: Sequence[BucketRow]) -> None:
         """Insert or replace the rows, in one transaction (the last of a key wins). A row
         whose key does not fit its columns is skipped and logged: it would fail every time."""
         unique = {
@@ -205,7 +179,7 @@ class BucketStore:
             for at in range(0, len(params), self._BATCH):
                 await conn.execute(self._upsert, params[at : at + self._BATCH])
 
-    def _fits(self, row: BucketFields) -> bool:
+    def _fits(self, row: BucketRow) -> bool:
         lengths = (len(row.instance), len(row.endpoint_id), len(row.grain))
         if all(n <= limit for n, limit in zip(lengths, self._limits, strict=True)):
             return True
@@ -215,14 +189,13 @@ class BucketStore:
             log.warning("a bucket row's key is too long to store, skipped: %r", key)
         return False
 
-    async def load(self, since: Cutoff) -> list[StoredBucket]:
+    async def load(self, since: Cutoff) -> list[BucketRow]:
         """Every replica's rows starting at or after `since` (epoch seconds; or per grain)."""
         query = endpoint_buckets.select().where(_starts(since, newer=True))
         async with self._engine.connect() as conn:
             rows = (await conn.execute(query)).all()
         return [
-            StoredBucket(r.instance, r.endpoint_id, r.grain, int(r.start), bytes(r.data))
-            for r in rows
+            BucketRow(r.instance, r.endpoint_id, r.grain, int(r.start), bytes(r.data)) for r in rows
         ]
 
     async def prune(self, before: Cutoff) -> int:

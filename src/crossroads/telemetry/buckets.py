@@ -26,6 +26,7 @@ from typing import Any
 
 import orjson
 
+from crossroads.schema.stats import BucketRow as BucketRow  # where the statistics hand it out
 from crossroads.telemetry.sample import AttemptSample, Verdict
 
 LOW = 0.01
@@ -295,17 +296,6 @@ class Bucket:
             prompt_cost,
             completion_cost,
         )
-
-
-@dataclass(frozen=True, slots=True)
-class BucketRow:
-    """One bucket as stored (`endpoint_buckets`) and shared between replicas."""
-
-    instance: str  # the replica that counted it (settings.instance)
-    endpoint_id: str
-    grain: str  # "minute" | "hour" | "day"
-    start: int  # epoch seconds at the bucket's start (a multiple of 60 / 3600 / 86400, UTC)
-    data: bytes  # Bucket.to_json()
 
 
 @dataclass(slots=True)

@@ -34,28 +34,13 @@ log = logging.getLogger("crossroads.stats")
 CONSUMER = "db"  # this folder's name for LiveStats.take_dirty
 
 
-class StoredRow(Protocol):
-    """A stored bucket row, as the store reads it back."""
-
-    @property
-    def instance(self) -> str: ...
-    @property
-    def endpoint_id(self) -> str: ...
-    @property
-    def grain(self) -> str: ...
-    @property
-    def start(self) -> int: ...
-    @property
-    def data(self) -> bytes: ...
-
-
 class BucketSink(Protocol):
     """Where the buckets go (`storage.BucketStore`). Cutoffs are epoch seconds per grain."""
 
     async def save(self, rows: Sequence[BucketRow]) -> None:
         """Insert or replace each row by (instance, endpoint_id, grain, start)."""
 
-    async def load(self, since: Mapping[str, int]) -> Sequence[StoredRow]:
+    async def load(self, since: Mapping[str, int]) -> Sequence[BucketRow]:
         """Every instance's rows starting at or after their grain's cutoff."""
 
     async def prune(self, before: Mapping[str, int]) -> int:
