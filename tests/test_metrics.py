@@ -121,9 +121,9 @@ def test_counters_match_the_traffic_sent(observed: Server, sims: dict[str, Simul
     assert value(m, req, model="obs/limited", provider="", status="429") == 1
     assert sum(v for (name, _), v in m.items() if name == req) == 9
     err = "crossroads_errors_total"
-    assert value(m, err, model="obs/pair", status="502") == 1
-    assert value(m, err, model="obs/one", status="400") == 1
-    assert value(m, err, model="obs/limited", status="429") == 1
+    assert value(m, err, model="obs/pair", provider="alpha", status="502") == 1
+    assert value(m, err, model="obs/one", provider="alpha", status="400") == 1
+    assert value(m, err, model="obs/limited", provider="gamma", status="429") == 1
     assert sum(v for (name, _), v in m.items() if name == err) == 3
 
     att = "crossroads_attempts_total"

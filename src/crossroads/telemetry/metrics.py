@@ -11,7 +11,8 @@ recorder; `status` is "200" for a served request, "499" for one the client cance
 else the error code the request ended with, also for a stream that failed midway):
 - `requests_total{model, provider, status}`: one per request that reached the router
   (`provider` is the one that served, empty when none did);
-- `errors_total{model, status}`: requests that ended in an error (not cancellations);
+- `errors_total{model, provider, status}`: requests that ended in an error (not
+  cancellations; provider: the last one tried);
 - `attempts_total{provider, model, outcome}`: one per upstream attempt; `outcome` is
   ok, failed (5xx, timeout, connection, unreadable reply, a stream cut midway),
   rate_limited (429), refused (the caller's request was refused: a 4xx after which no
@@ -151,7 +152,9 @@ class Metrics:
             "crossroads_requests", "Requests routed", ["model", "provider", "status"]
         )
         self.errors = _Counter(
-            "crossroads_errors", "Requests that ended in an error", ["model", "status"]
+            "crossroads_errors",
+            "Requests that ended in an error (provider: the last one tried)",
+            ["model", "provider", "status"],
         )
         self.attempts = _Counter(
             "crossroads_attempts", "Upstream attempts", ["provider", "model", "outcome"]
@@ -186,9 +189,10 @@ class Metrics:
         model, provider = record.model, record.provider_slug or ""
         status = request_status(record)
         self.requests.inc((model, provider, status))
-        if record.error is not None and not record.cancelled:
-            self.errors.inc((model, status))
         attempts = record.attempts
+        if record.error is not None and not record.cancelled:
+            last_tried = str(attempts[-1].get("provider_slug") or "") if attempts else ""
+            self.errors.inc((model, last_tried, status))
         last = len(attempts) - 1
         for i, attempt in enumerate(attempts):
             slug = str(attempt.get("provider_slug") or "")
