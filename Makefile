@@ -24,6 +24,7 @@ run: install
 
 test: $(VENV)/.installed-test
 	scripts/ensure-postgres
+	scripts/ensure-redis
 	$(BIN)/ruff check src tests bench scripts
 	$(BIN)/ruff format --check src tests bench scripts
 	$(BIN)/mypy
