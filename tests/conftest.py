@@ -13,11 +13,21 @@ Catalog of the shared server (prices are USD per million tokens, prompt/completi
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 
 import pytest
 
-from harness import Server, Simulator, endpoint, free_port, provider
+from harness import (
+    POSTGRES,
+    Server,
+    Simulator,
+    drop_postgres,
+    endpoint,
+    free_port,
+    provider,
+    temporary_postgres,
+)
 
 ALL_PARAMS = [
     "max_tokens",
@@ -198,3 +208,13 @@ def _calm_simulators(request: pytest.FixtureRequest) -> Iterator[None]:
     if "sims" in request.fixturenames:
         for sim in request.getfixturevalue("sims").values():
             sim.reset()
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A fresh PostgreSQL database of its own for one test, dropped after it."""
+    if not POSTGRES:
+        pytest.skip("CROSSROADS_TEST_POSTGRES_URL is not set (make test sets it)")
+    url, name = asyncio.run(temporary_postgres())
+    yield url
+    asyncio.run(drop_postgres(name))

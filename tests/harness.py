@@ -8,9 +8,11 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
 import openai
 import yaml
@@ -18,6 +20,23 @@ import yaml
 BIN = Path(sys.executable).parent / "crossroads"
 MANAGEMENT_KEY = "sk-cr-test-management"
 HTTP = httpx.Client(timeout=30)  # one pooled client: building one per call costs ~30 ms
+POSTGRES = os.environ.get("CROSSROADS_TEST_POSTGRES_URL")  # set by `make test`
+
+
+async def temporary_postgres() -> tuple[str, str]:
+    """A new, empty PostgreSQL database on the test server: (its URL, its name)."""
+    assert POSTGRES
+    name = f"crossroads_test_{uuid.uuid4().hex[:12]}"
+    conn = await asyncpg.connect(POSTGRES)
+    await conn.execute(f'CREATE DATABASE "{name}"')
+    await conn.close()
+    return POSTGRES.rsplit("/", 1)[0] + "/" + name, name
+
+
+async def drop_postgres(name: str) -> None:
+    conn = await asyncpg.connect(POSTGRES)
+    await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    await conn.close()
 
 
 def free_port() -> int:

@@ -24,8 +24,7 @@ import httpx
 import orjson
 import pytest
 
-from harness import Server, Simulator, endpoint, provider
-from test_storage import POSTGRES, _drop_postgres, _temporary_postgres
+from harness import POSTGRES, Server, Simulator, endpoint, provider
 
 MODEL = "acme/durable"
 
@@ -340,15 +339,6 @@ def test_health_needs_no_key(sim: Simulator, tmp_path: Path) -> None:
         srv.stop()
     journal = tmp_path / "data" / "journal"
     assert not list(journal.iterdir())  # a clean shutdown leaves no journal behind
-
-
-@pytest.fixture
-def postgres_url() -> Iterator[str]:
-    if not POSTGRES:
-        pytest.skip("CROSSROADS_TEST_POSTGRES_URL is not set (make test sets it)")
-    url, name = asyncio.run(_temporary_postgres())
-    yield url
-    asyncio.run(_drop_postgres(name))
 
 
 @pytest.mark.postgres

@@ -35,7 +35,6 @@ from crossroads.telemetry.circuit import CircuitChange, Circuits, CircuitState
 from crossroads.telemetry.sample import AttemptSample, Verdict
 from crossroads.telemetry.stats import LiveStats
 from harness import Blackhole, Server, Simulator, dead_port, endpoint, free_port, provider
-from test_storage import POSTGRES, _drop_postgres, _temporary_postgres
 
 REDIS_URL = "redis://127.0.0.1:6379/5"
 ENDPOINT = "acme/trio@alpha"
@@ -520,25 +519,15 @@ def test_a_replica_whose_redis_is_gone_starts_and_serves(
     assert a.log().count("are not shared until it is back") == 1, a.log()
 
 
-@pytest.fixture
-def shared_database() -> Iterator[str]:
-    """A PostgreSQL database of its own, shared by the replicas of one test."""
-    if not POSTGRES:
-        pytest.skip("CROSSROADS_TEST_POSTGRES_URL is not set (make test sets it)")
-    url, name = asyncio.run(_temporary_postgres())
-    yield url
-    asyncio.run(_drop_postgres(name))
-
-
 @pytest.mark.postgres
-def test_with_a_shared_database_a_returning_replica_counts_once(
-    serve: Callable[..., Server], duo: dict[str, Simulator], shared_database: str
+def test_with_a_postgres_url_a_returning_replica_counts_once(
+    serve: Callable[..., Server], duo: dict[str, Simulator], postgres_url: str
 ) -> None:
     """Each replica folds its buckets into the shared database; one that starts reads the
     others' rows as an archive, and forgets a peer's archive once that peer is live (it
     shares those buckets itself): 3 ok + 1 failure from a, 1 failure from b make 60 %
     everywhere, where counting a's rows twice would make 66.67 %."""
-    flags = ("--database", shared_database)
+    flags = ("--database", postgres_url)
     a = serve("a1", *flags, INSTANCE_ID="replica-a", STATS_FLUSH_INTERVAL_SECONDS="0.5")
     for _ in range(3):
         assert ask(a)["provider_name"] == "Cheap"

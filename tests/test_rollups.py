@@ -8,7 +8,6 @@ folder (and database)."""
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -25,7 +24,6 @@ from crossroads.telemetry.folding import StatsFolder, ring_cutoffs
 from crossroads.telemetry.sample import AttemptSample, Verdict
 from crossroads.telemetry.stats import LiveStats
 from harness import HTTP, Server, Simulator
-from test_storage import POSTGRES, _drop_postgres, _temporary_postgres
 
 ENV = {"CROSSROADS_STATS_FLUSH_INTERVAL_SECONDS": "0.2", "CROSSROADS_INSTANCE_ID": "replica-a"}
 
@@ -36,11 +34,7 @@ def database_args(request: pytest.FixtureRequest) -> Iterator[tuple[str, ...]]:
     if request.param == "sqlite":
         yield ()
         return
-    if not POSTGRES:
-        pytest.skip("CROSSROADS_TEST_POSTGRES_URL is not set (make test sets it)")
-    url, name = asyncio.run(_temporary_postgres())
-    yield ("--database", url)
-    asyncio.run(_drop_postgres(name))
+    yield ("--database", request.getfixturevalue("postgres_url"))
 
 
 def start(tmp: Path, sims: dict[str, Simulator], args: tuple[str, ...], **env: str) -> Server:

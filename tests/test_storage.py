@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import uuid
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import orjson
 import pytest
 import sqlalchemy as sa
@@ -32,23 +29,7 @@ from crossroads.storage import (
 )
 from crossroads.telemetry.journal import Journal
 from crossroads.telemetry.recorder import Recorder
-from harness import Server
-
-POSTGRES = os.environ.get("CROSSROADS_TEST_POSTGRES_URL")
-
-
-async def _temporary_postgres() -> tuple[str, str]:
-    name = f"crossroads_test_{uuid.uuid4().hex[:12]}"
-    conn = await asyncpg.connect(POSTGRES)
-    await conn.execute(f'CREATE DATABASE "{name}"')
-    await conn.close()
-    return POSTGRES.rsplit("/", 1)[0] + "/" + name, name
-
-
-async def _drop_postgres(name: str) -> None:
-    conn = await asyncpg.connect(POSTGRES)
-    await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    await conn.close()
+from harness import POSTGRES, Server, drop_postgres, temporary_postgres
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
@@ -58,9 +39,9 @@ async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncI
         return
     if not POSTGRES:
         pytest.skip("CROSSROADS_TEST_POSTGRES_URL is not set (make test sets it)")
-    url, name = await _temporary_postgres()
+    url, name = await temporary_postgres()
     yield url
-    await _drop_postgres(name)
+    await drop_postgres(name)
 
 
 def record(
@@ -506,20 +487,9 @@ async def test_each_loaded_key_starts_its_own_day() -> None:
     assert ring.get("b").usage.periods["daily"] == pytest.approx(0.25)
 
 
-@pytest.fixture
-def postgres_server(sims, tmp_path: Path) -> Iterator[tuple[Server, str]]:
-    import asyncio
-
-    if not POSTGRES:
-        pytest.skip("CROSSROADS_TEST_POSTGRES_URL is not set (make test sets it)")
-    url, name = asyncio.run(_temporary_postgres())
-    yield tmp_path, url
-    asyncio.run(_drop_postgres(name))
-
-
 @pytest.mark.postgres
-def test_server_on_postgresql(postgres_server, sims) -> None:
-    tmp_path, url = postgres_server
+def test_server_on_postgresql(tmp_path: Path, postgres_url: str, sims) -> None:
+    url = postgres_url
     config = shared_config(sims)
     srv = Server(tmp_path, config, "--database", url)
     try:

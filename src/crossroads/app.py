@@ -20,7 +20,8 @@ from crossroads.settings import Settings
 
 # Every error a client sees is rendered by `render_error`: a route raises `GatewayError`,
 # Starlette raises `HTTPException` (404 for an unknown path, 405 for a wrong method), and
-# anything else is a 500.
+# anything else is a 500, rendered by the `Observe` middleware (so it carries the overhead
+# header too) before the exception goes on to the server's log.
 
 
 async def _gateway_error(request: Request, exc: Exception) -> Response:
@@ -31,10 +32,6 @@ async def _gateway_error(request: Request, exc: Exception) -> Response:
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     return render_error(request, GatewayError(exc.status_code, exc.detail or "Error"))
-
-
-async def _server_error(request: Request, exc: Exception) -> Response:
-    return render_error(request, GatewayError(500, "Internal Server Error"))
 
 
 def create_app(settings: Settings, gateway: Gateway | None = None) -> Starlette:
@@ -56,7 +53,6 @@ def create_app(settings: Settings, gateway: Gateway | None = None) -> Starlette:
         exception_handlers={
             GatewayError: _gateway_error,
             HTTPException: _http_error,
-            Exception: _server_error,
         },
     )
     app.state.gateway = gateway
