@@ -13,6 +13,12 @@ unloaded gateway runs against a gateway with telemetry on and one with it off
 overhead header stay), alternating, `--rounds` times each, and prints both.
 
     python bench/run.py --telemetry both [--rounds 3] [--seconds 8]
+
+What admission costs: `--limits both` compares a gateway whose key has a spend limit and
+whose account balance is in force (credits added with `crossroads credits add`) against
+one with neither, the same way.
+
+    python bench/run.py --limits both [--rounds 3] [--seconds 8]
 """
 
 from __future__ import annotations
@@ -140,14 +146,24 @@ def _config(sim_port: int) -> dict:
     }
 
 
-def _start_gateway(workdir: Path, port: int, telemetry: bool) -> subprocess.Popen:
-    """A gateway on core 1 with its own data folder, up and answering."""
+def _start_gateway(
+    workdir: Path, port: int, telemetry: bool, *, limits: bool = False
+) -> subprocess.Popen:
+    """A gateway on core 1 with its own data folder, up and answering; with `limits`, its
+    account balance is in force (a million USD of credits, added before it starts)."""
     data = workdir / f"data-{port}"
     env = {
         **os.environ,
         "CROSSROADS_MANAGEMENT_KEY": MANAGEMENT_KEY,
         "CROSSROADS_TELEMETRY": "1" if telemetry else "0",
     }
+    if limits:
+        subprocess.run(
+            [str(BIN), "credits", "add", "1000000", "--note", "bench", "--data-dir", str(data)],
+            check=True,
+            stdout=subprocess.DEVNULL,
+            env=env,
+        )
     gateway = subprocess.Popen(
         [
             "taskset",
@@ -170,10 +186,10 @@ def _start_gateway(workdir: Path, port: int, telemetry: bool) -> subprocess.Pope
     return gateway
 
 
-def _key(port: int) -> str:
+def _key(port: int, *, limit: float | None = None) -> str:
     return httpx.post(
         f"http://127.0.0.1:{port}/api/v1/keys",
-        json={"name": "bench"},
+        json={"name": "bench", "limit": limit, "limit_reset": "daily" if limit else None},
         headers={"Authorization": f"Bearer {MANAGEMENT_KEY}"},
     ).json()["key"]
 
@@ -194,11 +210,11 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def compare_telemetry(args: argparse.Namespace) -> None:
-    """Telemetry on and off, alternating (which goes first alternates too), `args.rounds`
-    times each: the same load. Besides requests/s, which other work on the machine
-    disturbs, the gateway's CPU time per request under load (from /proc), which it
-    disturbs much less."""
+def compare(args: argparse.Namespace, feature: str) -> None:
+    """A feature (`telemetry` or `limits`) on and off, alternating (which goes first
+    alternates too), `args.rounds` times each: the same load. Besides requests/s, which
+    other work on the machine disturbs, the gateway's CPU time per request under load
+    (from /proc), which it disturbs much less."""
     workdir = Path(tempfile.mkdtemp(prefix="crossroads-bench-"))
     sim_port = free_port()
     (workdir / "config.yaml").write_text(yaml.safe_dump(_config(sim_port)))
@@ -212,11 +228,14 @@ def compare_telemetry(args: argparse.Namespace) -> None:
     try:
         wait_until_up(f"http://127.0.0.1:{sim_port}/_sim")
         for round_ in range(1, args.rounds + 1):
-            for telemetry in (True, False) if round_ % 2 else (False, True):
+            for on in (True, False) if round_ % 2 else (False, True):
                 port = free_port()
-                gateway = _start_gateway(workdir, port, telemetry)
+                limits = on and feature == "limits"
+                telemetry = on or feature != "telemetry"
+                gateway = _start_gateway(workdir, port, telemetry, limits=limits)
                 try:
-                    auth = {"Authorization": f"Bearer {_key(port)}"}
+                    key = _key(port, limit=1e6 if limits else None)
+                    auth = {"Authorization": f"Bearer {key}"}
                     through = f"http://127.0.0.1:{port}/api/v1/chat/completions"
                     _wrk(through, auth, body, 2, args.connections, "0")  # warm up
                     unloaded = _wrk(through, auth, body, args.seconds, 1, "0")
@@ -227,7 +246,7 @@ def compare_telemetry(args: argparse.Namespace) -> None:
                 finally:
                     gateway.terminate()
                     gateway.wait(20)
-                mode = "on" if telemetry else "off"
+                mode = "on" if on else "off"
                 rows.append((round_, mode, unloaded, loaded, mean, cpu_us))
     finally:
         sim.terminate()
@@ -235,9 +254,9 @@ def compare_telemetry(args: argparse.Namespace) -> None:
         shutil.rmtree(workdir, ignore_errors=True)
 
     kind = "streamed" if args.stream else "non-streaming"
-    print(f"\n{kind} chat completions, telemetry on and off, {args.seconds} s per run\n")
+    print(f"\n{kind} chat completions, {feature} on and off, {args.seconds} s per run\n")
     print(
-        "| round | telemetry | requests/s (32 conn.) | CPU per request (32 conn.) "
+        f"| round | {feature} | requests/s (32 conn.) | CPU per request (32 conn.) "
         "| p50 unloaded | overhead metric mean |"
     )
     print("|---|---|---|---|---|---|")
@@ -253,9 +272,9 @@ def compare_telemetry(args: argparse.Namespace) -> None:
         rps = sum(r[3]["rps"] for r in mine) / len(mine)
         cpu = sum(r[5] for r in mine) / len(mine)
         means[mode] = (rps, cpu)
-        print(f"telemetry {mode}: {rps:,.0f} requests/s, {cpu:,.0f} µs CPU per request (mean)")
+        print(f"{feature} {mode}: {rps:,.0f} requests/s, {cpu:,.0f} µs CPU per request (mean)")
     print(
-        f"telemetry on / off: requests/s {means['on'][0] / means['off'][0]:.3f}, "
+        f"{feature} on / off: requests/s {means['on'][0] / means['off'][0]:.3f}, "
         f"CPU per request {means['on'][1] / means['off'][1]:.3f}"
     )
     if any(r[2]["non_2xx"] or r[3]["non_2xx"] for r in rows):
@@ -277,12 +296,18 @@ def main() -> None:
         default="on",
         help="live statistics and metrics (CROSSROADS_TELEMETRY); both: compare them",
     )
-    parser.add_argument("--rounds", type=int, default=3, help="with --telemetry both")
+    parser.add_argument(
+        "--limits",
+        choices=["off", "both"],
+        default="off",
+        help="both: compare a key limit and an enforced balance against neither",
+    )
+    parser.add_argument("--rounds", type=int, default=3, help="with --telemetry/--limits both")
     args = parser.parse_args()
     if not shutil.which("wrk"):
         raise SystemExit("wrk is not installed (apt-get install wrk)")
-    if args.telemetry == "both":
-        compare_telemetry(args)
+    if args.telemetry == "both" or args.limits == "both":
+        compare(args, "telemetry" if args.telemetry == "both" else "limits")
         return
 
     workdir = Path(tempfile.mkdtemp(prefix="crossroads-bench-"))

@@ -47,6 +47,8 @@ SERVED_OPERATIONS = {
     "/key": {"get"},
     "/keys": {"get", "post"},
     "/keys/{hash}": {"get", "patch", "delete"},
+    "/credits": {"get"},
+    "/activity": {"get"},
 }
 
 

@@ -386,10 +386,8 @@ ENDPOINT = Endpoint(
 
 
 class Sink(Counting):
-    def charge(
-        self, key_hash: str | None, cost: float, at: Any, *, free_model: bool = False
-    ) -> None:
-        pass
+    def settle(self, ticket: Any, *, cost: float, tokens: int) -> bool:
+        return False
 
     def submit(self, record: Any) -> None:
         pass

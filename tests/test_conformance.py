@@ -8,6 +8,7 @@ lists every field of the answer that does not fit the spec, with the schema path
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import httpx
@@ -315,6 +316,27 @@ def test_keys_errors(server: Server) -> None:
     created = server.create_key("bad-patch")["data"]["hash"]
     r = _mgmt(server, "PATCH", f"/keys/{created}", {"limit": -1})
     assert_conforms(one, "patch", r, status=400)
+
+
+def test_credits_and_activity(server: Server) -> None:
+    credits = assert_conforms("/credits", "get", _mgmt(server, "GET", "/credits"), status=200)
+    assert credits["data"]["total_credits"] >= 0
+    assert_conforms("/credits", "get", server.get("/credits"), status=403)  # an inference key
+    assert_conforms("/credits", "get", HTTP.get(server.base_url + "/credits"), status=401)
+    server.chat("acme/widget-1", "activity")
+    deadline = time.monotonic() + 5  # the record is written by the background recorder
+    rows: list[dict[str, Any]] = []
+    while not any(row["model"] == "acme/widget-1" for row in rows):
+        assert time.monotonic() < deadline, rows
+        time.sleep(0.1)
+        r = _mgmt(server, "GET", "/activity")
+        rows = assert_conforms("/activity", "get", r, status=200)["data"]
+    r = _mgmt(server, "GET", "/activity?group_by=workspace")
+    grouped = assert_conforms("/activity", "get", r, status=200)["data"]
+    assert grouped and all("workspace_id" in row for row in grouped)
+    r = _mgmt(server, "GET", "/activity?date=1999-01-01")
+    assert_conforms("/activity", "get", r, status=400)
+    assert_conforms("/activity", "get", server.get("/activity"), status=403)
 
 
 # --- the served OpenAPI document -----------------------------------------------------------

@@ -103,10 +103,9 @@ class Recorder:
     def observe(self, sample: AttemptSample) -> None:
         self.samples.append(sample)
 
-    def charge(
-        self, key_hash: str | None, cost: float, at: Any, *, free_model: bool = False
-    ) -> None:
+    def settle(self, ticket: Any, *, cost: float, tokens: int) -> bool:
         self.charged.append(cost)
+        return False
 
     def submit(self, record: GenerationRecord) -> None:
         self.records.append(record)

@@ -7,6 +7,7 @@ with the application's lifespan.
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 import time
 from collections.abc import Mapping
@@ -15,11 +16,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from crossroads.accounting.keys import KeyRing, period_starts
 from crossroads.catalog import Catalog, load_catalog, read_config
 from crossroads.catalog.discovery import discover_local
+from crossroads.errors import ConfigError
+from crossroads.limits.policy import Account, FreeTier, Limits
+from crossroads.limits.redis_counters import SharedCounters
 from crossroads.providers import builtin_adapters
 from crossroads.providers.base import Adapter
 from crossroads.providers.http import UpstreamClient, UpstreamLimits
@@ -29,9 +34,11 @@ from crossroads.routing.executor import Executor
 from crossroads.routing.run import Sinks
 from crossroads.settings import Settings
 from crossroads.storage import (
+    ActivityStore,
     BucketStore,
     GenerationStore,
     KeyStore,
+    LedgerStore,
     Rollups,
     RollupStore,
     make_engine,
@@ -45,6 +52,20 @@ from crossroads.telemetry.metrics import Metrics, RecordFanout
 from crossroads.telemetry.recorder import Recorder
 from crossroads.telemetry.stats import LiveStats
 from crossroads.telemetry.tracing import Tracing
+
+log = logging.getLogger("crossroads.limits")
+
+
+def credits_enforced(settings: Settings, config: Mapping[str, Any]) -> bool:
+    """Whether the balance is in force before any credits were added: the setting, or the
+    config file's `credits: {enforce: true}`."""
+    section = config.get("credits") or {}
+    if not isinstance(section, Mapping) or set(section) - {"enforce"}:
+        raise ConfigError("config: 'credits' takes one key, 'enforce' (true or false)")
+    enforce = section.get("enforce", False)
+    if not isinstance(enforce, bool):
+        raise ConfigError("config: 'credits.enforce' must be true or false")
+    return enforce or settings.credits_enforce
 
 
 def upstream_limits(settings: Settings) -> UpstreamLimits:
@@ -75,9 +96,14 @@ class Gateway:
     records: RecordFanout  # the router's record sink: the recorder, then metrics
     folder: StatsFolder  # live statistics' buckets into the database, and back at start
     rollups: Rollups  # usage rollups (per-process cache; popularity refreshed in the background)
+    limits: Limits  # admission: key limits, the balance, free-tier and per-key rates
+    counters: SharedCounters  # the limits' counters: per process, or shared through Redis
+    ledger: LedgerStore  # credits added and charges drawn from the balance
+    activity: ActivityStore  # GET /activity: usage per day, model and endpoint
     generated_management_key: str | None = field(default=None)
     created: int = 0
     _discovery: asyncio.Task[None] | None = field(default=None)
+    _refresh: asyncio.Task[None] | None = field(default=None)
     replicas: ReplicaSync | None = field(default=None)  # with settings.redis
 
     @classmethod
@@ -110,6 +136,19 @@ class Gateway:
         )
         telemetry = Telemetry(stats, circuits, feed_stats=settings.telemetry)
         keys = KeyRing(KeyStore(engine))
+        counters = SharedCounters(settings.redis, instance=settings.instance)
+        limits = Limits(
+            counters,
+            keys=keys,
+            free=FreeTier(
+                per_minute=settings.free_requests_per_minute,
+                per_day=settings.free_requests_per_day,
+                per_day_with_credits=settings.free_requests_per_day_with_credits,
+            ),
+            account=Account(enforce=credits_enforced(settings, config)),
+            hold_seconds=settings.upstream_stream_timeout_seconds + 60,
+            clock=time.time,
+        )
         data = Path(settings.data_dir)
         recorder = Recorder(  # the old shutdown spool is replayed like a journal segment
             GenerationStore(engine),
@@ -125,7 +164,7 @@ class Gateway:
         )
         tracing = tracing or Tracing.from_environment()
         records = RecordFanout(recorder, metrics, hold=settings.access_log or tracing.enabled)
-        sinks = Sinks(providers=catalog.providers, stats=telemetry, spend=keys, records=records)
+        sinks = Sinks(providers=catalog.providers, stats=telemetry, spend=limits, records=records)
         upstream = Upstream(catalog.providers, adapters, client, tracing=tracing)
         executor = Executor(
             catalog=catalog,
@@ -158,6 +197,10 @@ class Gateway:
                 ttl=min(5.0, settings.stats_flush_interval_seconds),
                 refresh=settings.stats_flush_interval_seconds,
             ),
+            limits=limits,
+            counters=counters,
+            ledger=LedgerStore(engine),
+            activity=ActivityStore(engine),
             created=created,
             replicas=ReplicaSync(
                 settings.redis,
@@ -177,8 +220,14 @@ class Gateway:
         self.folder.start()
         await self.rollups.start()
         starts = period_starts(datetime.now(UTC))
-        spend = await GenerationStore(self.engine).spend_by_key(starts)
+        generations = GenerationStore(self.engine)
+        spend = await generations.spend_by_key(starts)
         await self.keys.load(spend=spend, starts=starts)
+        free_today = await generations.free_requests_today(starts["daily"])
+        today = starts["daily"].strftime("%Y%m%d")
+        self.limits.free_baseline = lambda day: free_today if day == today else 0
+        await self.read_account()
+        await self.counters.start()
         if self.settings.management_key:
             self.keys.add_ephemeral(
                 self.settings.management_key, "management (environment)", is_management=True
@@ -189,6 +238,7 @@ class Gateway:
         await self.client.start()
         await self.discover()
         self._discovery = asyncio.create_task(self._rediscover(), name="crossroads-discovery")
+        self._refresh = asyncio.create_task(self._reread(), name="crossroads-keys")
         if self.replicas is not None:  # after the statistics are restored: shares them too
             await self.replicas.start()  # waits 1 s at most; requests never await Redis
 
@@ -202,11 +252,32 @@ class Gateway:
             await asyncio.sleep(self.settings.discovery_interval_seconds)
             await self.discover()
 
+    async def read_account(self) -> None:
+        """The balance as the ledger holds it now."""
+        totals = await self.ledger.totals()
+        account = self.limits.account
+        account.credits, account.charges = totals.credits, totals.charges
+        account.credit_rows = totals.credit_rows
+
+    async def _reread(self) -> None:
+        """Keys and credits changed by another replica or by `crossroads keys|credits`,
+        every `keys_refresh_seconds`: a disabled key is refused within that time."""
+        while True:
+            await asyncio.sleep(self.settings.keys_refresh_seconds)
+            try:
+                await self.keys.refresh()
+                await self.read_account()
+            except (SQLAlchemyError, OSError) as exc:  # the next round tries again
+                log.warning("cannot read keys and credits: %s", exc)
+
     async def stop(self) -> None:
         if self.replicas is not None:  # its last buckets and circuit changes go out first
             await self.replicas.stop()
-        if self._discovery is not None:
-            self._discovery.cancel()
+        for task in (self._discovery, self._refresh):
+            if task is not None:
+                task.cancel()
+        await self.limits.drain()
+        await self.counters.close()
         await self.recorder.close()
         await self.folder.close()  # the last buckets
         await self.rollups.close()

@@ -24,6 +24,10 @@ _POSITIVE = {
     "circuit_cooldown_seconds",
     "circuit_max_cooldown_seconds",
     "stats_flush_interval_seconds",
+    "free_requests_per_minute",
+    "free_requests_per_day",
+    "free_requests_per_day_with_credits",
+    "keys_refresh_seconds",
 }
 
 
@@ -64,6 +68,14 @@ class Settings:
     access_log: bool = False  # one JSON line per request on the "crossroads.access" logger
     redis: str | None = None  # redis://host:port/db: replicas share statistics and circuits
     instance_id: str = ""  # this replica's name in shared statistics; <hostname>:<port> if empty
+    # Accounts (see README, "Credits and limits"): the balance is in force from the first
+    # `crossroads credits add`, or from the start with credits_enforce (config: `credits:
+    # {enforce: true}`); free variants (`:free`) are limited as OpenRouter limits them.
+    credits_enforce: bool = False
+    free_requests_per_minute: int = 20  # per key
+    free_requests_per_day: int = 50  # per account
+    free_requests_per_day_with_credits: int = 1000  # once 10 USD of credits were ever added
+    keys_refresh_seconds: float = 1.0  # how often keys and credits are read again
 
     @property
     def instance(self) -> str:

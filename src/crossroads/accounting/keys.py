@@ -16,6 +16,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
+import msgspec
+
+from crossroads.schema.guardrails import Guardrails, stored_guardrails
+
+_NOT_STORED = ("usage", "last_used_at")
 RELOAD_INTERVAL = 1.0  # seconds between two reads of the stored management keys
 KEY_PREFIX = "sk-cr-v1-"
 WORKSPACE_ID = str(uuid.uuid5(uuid.NAMESPACE_URL, "crossroads:default-workspace"))  # the one
@@ -38,9 +43,6 @@ def _iso(value: datetime | None) -> str | None:
     return _aware(value).isoformat() if value is not None else None
 
 
-_DAY = timedelta(days=1)
-
-
 def period_starts(now: datetime) -> dict[str, datetime]:
     """When the current UTC day, week (from Monday) and month began."""
     day = now.replace(hour=0, minute=0, second=0, microsecond=0)
@@ -53,7 +55,8 @@ def period_starts(now: datetime) -> dict[str, datetime]:
 
 @dataclass(slots=True)
 class Usage:
-    """Spend in USD: all time and for the current UTC day, week (from Monday) and month."""
+    """Spend in USD as the records said at start: all time and for the UTC day, week (from
+    Monday) and month of `starts`. Where the limits' counters start (`limits.policy`)."""
 
     total: float = 0.0
     periods: dict[str, float] = field(
@@ -61,17 +64,6 @@ class Usage:
     )
     starts: dict[str, datetime] = field(default_factory=lambda: period_starts(datetime.now(UTC)))
     free_requests_today: int = 0
-
-    def add(self, cost: float, at: datetime, *, free_model: bool = False) -> None:
-        if at >= self.starts["daily"] + _DAY:  # a new UTC day: some periods start over
-            for period, start in period_starts(at).items():
-                if start != self.starts[period]:
-                    self.starts[period], self.periods[period] = start, 0.0
-            self.free_requests_today = 0
-        self.total += cost
-        for period in self.periods:
-            self.periods[period] += cost
-        self.free_requests_today += free_model
 
 
 @dataclass(slots=True)
@@ -88,11 +80,17 @@ class ApiKey:
     creator_user_id: str | None = None
     updated_at: datetime | None = None
     expires_at: datetime | None = None
+    requests_per_minute: int | None = None  # optional limits set by an operator
+    tokens_per_minute: int | None = None
+    guardrails: Guardrails | None = None
     usage: Usage = field(default_factory=Usage)
     last_used_at: datetime | None = None  # this process's view; not persisted
 
     def row(self) -> dict[str, Any]:
-        return {f: getattr(self, f) for f in self.__slots__ if f not in ("usage", "last_used_at")}
+        values = {f: getattr(self, f) for f in self.__slots__ if f not in _NOT_STORED}
+        if self.guardrails is not None:
+            values["guardrails"] = msgspec.to_builtins(self.guardrails)
+        return values
 
     def expired(self, now: datetime) -> bool:
         return self.expires_at is not None and _aware(self.expires_at) <= now
@@ -107,11 +105,16 @@ class ApiKey:
             values["creator_user_id"] = str(values["creator_user_id"])
         if values.get("limit_reset") not in (None, "daily", "weekly", "monthly"):
             values["limit_reset"] = None
+        values["guardrails"] = stored_guardrails(values.get("guardrails"))
         return cls(**values)
 
-    def public(self) -> dict[str, Any]:
-        """OpenRouter's key object (`/keys`)."""
-        spent = self.usage.periods[self.limit_reset] if self.limit_reset else self.usage.total
+    def public(self, spend: Mapping[str, float] | None = None) -> dict[str, Any]:
+        """OpenRouter's key object (`/keys`), with this server's own fields (per-minute
+        limits, guardrails). `spend`: USD by `total`, `daily`, `weekly`, `monthly` as the
+        limits' counters hold it (every replica's); else this process's start-up view."""
+        if spend is None:
+            spend = {"total": self.usage.total, **self.usage.periods}
+        spent = spend[self.limit_reset or "total"]
         return {
             "hash": self.hash,
             "name": self.name,
@@ -121,10 +124,10 @@ class ApiKey:
             "limit_remaining": None if self.limit is None else max(0.0, self.limit - spent),
             "limit_reset": self.limit_reset,
             "include_byok_in_limit": self.include_byok_in_limit,
-            "usage": self.usage.total,
-            "usage_daily": self.usage.periods["daily"],
-            "usage_weekly": self.usage.periods["weekly"],
-            "usage_monthly": self.usage.periods["monthly"],
+            "usage": spend["total"],
+            "usage_daily": spend["daily"],
+            "usage_weekly": spend["weekly"],
+            "usage_monthly": spend["monthly"],
             "byok_usage": 0.0,
             "byok_usage_daily": 0.0,
             "byok_usage_weekly": 0.0,
@@ -136,6 +139,9 @@ class ApiKey:
             "workspace_id": WORKSPACE_ID,
             "external_user": None,
             "last_used_at": _iso(self.last_used_at),
+            "requests_per_minute": self.requests_per_minute,
+            "tokens_per_minute": self.tokens_per_minute,
+            "guardrails": self.guardrails.public() if self.guardrails else None,
         }
 
 
@@ -150,6 +156,8 @@ class KeyRows(Protocol):
 
     async def all(self) -> list[dict[str, Any]]: ...
 
+    async def signature(self) -> tuple[Any, ...]: ...
+
 
 class KeyRing:
     """Every key, by hash, in memory; writes go through to the store."""
@@ -159,6 +167,8 @@ class KeyRing:
         self._keys: dict[str, ApiKey] = {}
         self._ephemeral: set[str] = set()  # hashes of keys that are not stored
         self._reloaded_at = -math.inf  # time.monotonic() of the last reload_management()
+        self._signature: tuple[Any, ...] | None = None  # the store's, as of the last read
+        self._writes = 0  # writes made through this ring: a read they overlap is dropped
 
     async def load(
         self, *, spend: Mapping[str, Mapping[str, float]], starts: Mapping[str, datetime]
@@ -168,10 +178,7 @@ class KeyRing:
         `spend` is the records' sum per key hash since each of `starts` (see `period_starts`),
         all time (`total`), and `free_requests_today`.
         """
-        ephemeral = {h: self._keys[h] for h in self._ephemeral if h in self._keys}
-        rows = await self._store.all()
-        self._keys = {r["hash"]: ApiKey.from_row(r) for r in rows}
-        self._keys.update({h: k for h, k in ephemeral.items() if h not in self._keys})
+        await self._read()
         for key_hash, spent in spend.items():
             if key_hash in self._keys:
                 usage = self._keys[key_hash].usage
@@ -179,6 +186,35 @@ class KeyRing:
                 usage.periods = {p: spent[p] for p in usage.periods}
                 usage.free_requests_today = int(spent["free_requests_today"])
                 usage.starts = dict(starts)
+
+    async def _read(self) -> None:
+        """Every stored key as stored now; a key known already keeps its spend so far. The
+        ring is swapped whole, never emptied meanwhile; a read that a write of this process
+        overlapped is dropped (that write is in the ring already; the next refresh reads again)."""
+        writes = self._writes
+        signature = await self._store.signature()
+        rows = await self._store.all()
+        if writes != self._writes:
+            self._signature = None
+            return
+        keys: dict[str, ApiKey] = {}
+        for row in rows:
+            key = ApiKey.from_row(row)
+            if (old := self._keys.get(key.hash)) is not None:
+                key.usage, key.last_used_at = old.usage, old.last_used_at
+            keys[key.hash] = key
+        for key_hash in self._ephemeral:
+            if key_hash in self._keys and key_hash not in keys:
+                keys[key_hash] = self._keys[key_hash]
+        self._keys, self._signature = keys, signature
+
+    async def refresh(self) -> bool:
+        """Read the stored keys again if they changed since the last read (created, changed
+        or deleted by another replica or by `crossroads keys`); whether they had."""
+        if await self._store.signature() == self._signature:
+            return False
+        await self._read()
+        return True
 
     def authenticate(self, token: str) -> ApiKey | None:
         key = self._keys.get(hash_key(token))
@@ -251,24 +287,24 @@ class KeyRing:
             is_management=is_management,
             **fields,
         )
+        self._writes += 1
         await self._store.insert(key.row())
+        self._writes += 1  # a read that began while the row was written missed it
         self._keys[key.hash] = key
         return token, key
 
     async def update(self, key: ApiKey, **fields: Any) -> ApiKey:
         fields["updated_at"] = datetime.now(UTC)
-        await self._store.update(key.hash, fields)
+        stored = {k: msgspec.to_builtins(v) if k == "guardrails" else v for k, v in fields.items()}
+        self._writes += 1
+        await self._store.update(key.hash, stored)
+        self._writes += 1
         for name, value in fields.items():
             setattr(key, name, value)
         return key
 
     async def delete(self, key: ApiKey) -> None:
+        self._writes += 1
         await self._store.delete(key.hash)
+        self._writes += 1
         self._keys.pop(key.hash, None)
-
-    def charge(
-        self, key_hash: str | None, cost: float, at: datetime, *, free_model: bool = False
-    ) -> None:
-        key = self._keys.get(key_hash or "")
-        if key is not None:
-            key.usage.add(cost, at, free_model=free_model)

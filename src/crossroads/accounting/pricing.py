@@ -3,16 +3,27 @@
 Money is computed in `Decimal` and reported as a float rounded to 1e-12 USD.
 Zero-completion insurance: nothing is charged when a response produced no completion
 tokens and no finish reason, or ended in an error.
+
+Before a request goes upstream, `worst_case_cost` bounds what `usage_cost` may bill it on
+one endpoint (in pico-USD), for admission control.
 """
 
 from __future__ import annotations
 
-from decimal import Decimal
+import math
+from decimal import ROUND_CEILING, Decimal, localcontext
 from typing import Any
 
+from crossroads.accounting.money import PICO
 from crossroads.schema.catalog import Endpoint, parse_price
 
 _QUANTUM = Decimal("1e-12")
+HARD_TOKEN_CAP = 10_000_000
+"""No count a provider reports is believed past this, whatever the catalog says."""
+RESERVE_PROMPT_MARGIN = 1.2
+"""Prompt estimates are approximate: the worst case allows for this many times the estimate."""
+_PROMPT_PRICES = ("prompt", "input_cache_read", "input_cache_write")  # what a prompt token bills
+_COMPLETION_PRICES = ("completion", "internal_reasoning")  # what a completion token bills
 
 
 def _override_prices(endpoint: Endpoint, prompt_tokens: int) -> dict[str, Any]:
@@ -75,3 +86,63 @@ def usage_cost(
         "upstream_inference_completions_cost": float(completion_cost.quantize(_QUANTUM)),
     }
     return float((prompt_cost + completion_cost).quantize(_QUANTUM)), details
+
+
+def reserved_prompt_tokens(prompt_tokens: int) -> int:
+    """The most prompt tokens a request estimated at `prompt_tokens` is assumed to bill:
+    ceil(estimate x `RESERVE_PROMPT_MARGIN`), computed exactly (5 x 1.2 is 6, not 7)."""
+    margin = Decimal(str(RESERVE_PROMPT_MARGIN))
+    return math.ceil(Decimal(max(prompt_tokens, 0)) * margin)
+
+
+def max_output_tokens(endpoint: Endpoint, *, prompt_tokens: int, requested: int | None) -> int:
+    """The most completion tokens a request may get from `endpoint`: its own limit
+    (`requested`; None or 0 for none), capped by the endpoint's `max_completion_tokens`,
+    by what its context leaves after the prompt (at least 1), and by `HARD_TOKEN_CAP`."""
+    limit = requested if requested and requested > 0 else HARD_TOKEN_CAP
+    if endpoint.max_completion_tokens:
+        limit = min(limit, endpoint.max_completion_tokens)
+    if endpoint.context_length:
+        limit = min(limit, max(endpoint.context_length - max(prompt_tokens, 0), 1))
+    return max(min(limit, HARD_TOKEN_CAP), 1)
+
+
+def _worst_price(prices: dict[str, Any], keys: tuple[str, ...]) -> Decimal:
+    """The highest of the prices `usage_cost` may apply to one token of a kind (unset ones
+    fall back to the first, as there); a negative price counts as 0."""
+    return max([Decimal(0), *(_d(prices, key, keys[0]) for key in keys)])
+
+
+def worst_case_cost(endpoint: Endpoint, *, prompt_tokens: int, max_output: int | None) -> int:
+    """The most `usage_cost` may bill a request on `endpoint`, in pico-USD, rounded up.
+
+    `prompt_tokens` is the estimate: the prompt may bill up to `reserved_prompt_tokens` of
+    it (never past the context, as the run clamps reported counts), each at the highest of
+    its prompt, cache-read and cache-write prices. `max_output` is the request's completion
+    limit (None: none), capped as `max_output_tokens` does; each output token at the higher
+    of the completion and internal-reasoning prices. Plus the request price; times
+    (1 - discount). Prices follow `overrides` by prompt size, so every prompt size where a
+    rule starts to apply is weighed and the dearest taken."""
+    output = max_output_tokens(endpoint, prompt_tokens=prompt_tokens, requested=max_output)
+    prompt_cap = min(endpoint.context_length or HARD_TOKEN_CAP, HARD_TOKEN_CAP)
+    most = min(reserved_prompt_tokens(prompt_tokens), prompt_cap)
+    # the largest prompt of each price regime: `most`, and each rule's threshold below it
+    # (a rule applies to prompts above its `min_prompt_tokens`)
+    sizes = {most}
+    for rule in endpoint.pricing.get("overrides") or []:
+        if isinstance(rule, dict):
+            threshold = int(rule.get("min_prompt_tokens") or 0)
+            if 0 <= threshold < most:
+                sizes.add(threshold)
+    worst = Decimal(0)
+    with localcontext() as context:
+        context.prec = 80  # exact: prices have few digits, counts at most 8
+        for size in sizes:
+            prices = _override_prices(endpoint, size)
+            cost = (
+                size * _worst_price(prices, _PROMPT_PRICES)
+                + max(_d(prices, "request"), Decimal(0))
+                + output * _worst_price(prices, _COMPLETION_PRICES)
+            ) * (Decimal(1) - _d(prices, "discount"))
+            worst = max(worst, cost)
+        return int((worst * PICO).to_integral_value(rounding=ROUND_CEILING))

@@ -4,7 +4,17 @@ from __future__ import annotations
 
 from starlette.routing import BaseRoute, Mount, Route
 
-from crossroads.api import accounts, catalog, chat, completions, health, metrics, openapi, stats
+from crossroads.api import (
+    accounts,
+    catalog,
+    chat,
+    completions,
+    credits,
+    health,
+    metrics,
+    openapi,
+    stats,
+)
 from crossroads.api.messages import messages
 from crossroads.api.responses import responses
 
@@ -30,6 +40,8 @@ def _routes() -> list[BaseRoute]:
         Route("/keys", accounts.list_keys, methods=["GET"]),
         Route("/keys", accounts.create_key, methods=["POST"]),
         Route("/keys/{hash}", accounts.one_key, methods=["GET", "PATCH", "DELETE"]),
+        Route("/credits", credits.credits, methods=["GET"]),
+        Route("/activity", credits.activity, methods=["GET"]),
         Route("/openapi.json", openapi.openapi_document, methods=["GET"]),
     ]
 

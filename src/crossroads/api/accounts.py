@@ -14,6 +14,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from crossroads.accounting.keys import WORKSPACE_ID, ApiKey
+from crossroads.accounting.money import to_usd
 from crossroads.api.http import (
     CONTROL_CHARACTERS,
     JSON,
@@ -26,6 +27,8 @@ from crossroads.api.http import (
     read_json,
 )
 from crossroads.errors import GatewayError
+from crossroads.gateway import Gateway
+from crossroads.limits.guardrails import parse_guardrails
 from crossroads.schema.chat import validated
 from crossroads.storage.tables import api_keys
 
@@ -44,23 +47,46 @@ async def get_generation(request: Request) -> Response:
     return JSON({"data": record.public()})
 
 
+async def public_key(gateway: Gateway, key: ApiKey) -> dict[str, Any]:
+    """`key.public()` with its spend as the limits' counters hold it (every replica's)."""
+    usage = await gateway.limits.key_usage(key)
+    return key.public(
+        {
+            "total": to_usd(usage.total),
+            "daily": to_usd(usage.daily),
+            "weekly": to_usd(usage.weekly),
+            "monthly": to_usd(usage.monthly),
+        }
+    )
+
+
 async def current_key(request: Request) -> Response:
     key = await _authenticate(request, kind="any")
-    data = key.public()
+    gateway = gateway_of(request)
+    limits = gateway.limits
+    data = await public_key(gateway, key)
+    free = await limits.free_day()
+    per_minute = key.requests_per_minute
     data.update(
         is_management_key=key.is_management,
         is_provisioning_key=key.is_management,
-        is_free_tier=False,
-        rate_limit={"requests": -1, "interval": "10s", "note": "no request limit"},
+        # free tier: no credits were ever added to this installation's balance
+        is_free_tier=limits.account.credits == 0,
+        rate_limit={
+            "requests": per_minute or limits.free.per_minute,
+            "interval": "1m",
+            "note": "requests a minute with this key"
+            if per_minute
+            else "requests a minute to free model variants (:free); others have no cap",
+        },
         allowed_data_regions=["global"],
         budgets=[],
         effective_budget=None,
         organization_id=None,
-        # no free-tier cap is enforced yet (-1); `used` counts today's requests to :free models
         free_model_daily_requests={
-            "limit": -1,
-            "remaining": -1,
-            "used": key.usage.free_requests_today,
+            "limit": free.limit,
+            "remaining": free.remaining,
+            "used": free.used,
         },
     )
     return JSON({"data": data})
@@ -68,6 +94,7 @@ async def current_key(request: Request) -> Response:
 
 Reset = Literal["daily", "weekly", "monthly"]
 Limit = Annotated[float, Meta(ge=0)]
+PerMinute = Annotated[int, Meta(ge=1, le=2**31 - 1)]
 _NAME_LENGTH = column_length(api_keys.c.name)
 _USER_LENGTH = column_length(api_keys.c.creator_user_id)
 
@@ -82,6 +109,10 @@ class CreateKeyRequest(Struct, forbid_unknown_fields=True):
     expires_at: str | None = None  # ISO 8601, in UTC
     creator_user_id: str | None = None
     workspace_id: UUID | None = None  # one workspace here: checked, accepted, not stored
+    # this server's own fields (OpenRouter has no per-key rates; its guardrails are objects)
+    requests_per_minute: PerMinute | None = None
+    tokens_per_minute: PerMinute | None = None
+    guardrails: dict[str, Any] | None = None  # checked by `parse_guardrails`
 
 
 class UpdateKeyRequest(Struct):
@@ -94,6 +125,9 @@ class UpdateKeyRequest(Struct):
     limit_reset: Reset | None | UnsetType = UNSET
     include_byok_in_limit: bool | UnsetType = UNSET
     workspace_id: str | None | UnsetType = UNSET
+    requests_per_minute: PerMinute | None | UnsetType = UNSET
+    tokens_per_minute: PerMinute | None | UnsetType = UNSET
+    guardrails: dict[str, Any] | None | UnsetType = UNSET
 
 
 def _text(value: str, field: str, limit: int) -> str:
@@ -128,6 +162,7 @@ def _create_fields(body: Any) -> dict[str, Any]:
         fields["creator_user_id"] = _text(request.creator_user_id, "creator_user_id", _USER_LENGTH)
     if request.expires_at is not None:
         fields["expires_at"] = _expiry(request.expires_at)
+    fields["guardrails"] = parse_guardrails(request.guardrails)
     return fields
 
 
@@ -140,10 +175,12 @@ def _update_fields(body: Any) -> dict[str, Any]:
     fields.pop("workspace_id", None)
     if isinstance(request.name, str):
         fields["name"] = _text(request.name, "name", _NAME_LENGTH)
+    if "guardrails" in fields:
+        fields["guardrails"] = parse_guardrails(fields["guardrails"])
     return fields
 
 
-async def _management_key(request: Request) -> ApiKey:
+async def management_key(request: Request) -> ApiKey:
     """The caller's management key, as stored now (see `_authenticate`)."""
     return await _authenticate(request, kind="management")
 
@@ -163,10 +200,11 @@ async def _authenticate(request: Request, *, kind: KeyKind) -> ApiKey:
 
 
 async def create_key(request: Request) -> Response:
-    await _management_key(request)
+    await management_key(request)
     fields = _create_fields(await read_json(request, _MAX_BODY))
-    token, key = await gateway_of(request).keys.create(fields.pop("name"), **fields)
-    return JSON({"data": key.public(), "key": token}, status_code=201)
+    gateway = gateway_of(request)
+    token, key = await gateway.keys.create(fields.pop("name"), **fields)
+    return JSON({"data": await public_key(gateway, key), "key": token}, status_code=201)
 
 
 class KeysQuery(Struct, kw_only=True):
@@ -178,7 +216,7 @@ class KeysQuery(Struct, kw_only=True):
 
 
 async def list_keys(request: Request) -> Response:
-    await _management_key(request)
+    await management_key(request)
     query = parse_query(request.query_params, KeysQuery)
     keys = [
         k
@@ -187,12 +225,14 @@ async def list_keys(request: Request) -> Response:
     ]
     if query.workspace_id is not None and str(query.workspace_id) != WORKSPACE_ID:
         keys = []  # every key is in this installation's one workspace
-    return JSON({"data": [k.public() for k in keys[query.offset or 0 :]]})
+    gateway = gateway_of(request)
+    return JSON({"data": [await public_key(gateway, k) for k in keys[query.offset or 0 :]]})
 
 
 async def one_key(request: Request) -> Response:
-    await _management_key(request)
-    keys = gateway_of(request).keys
+    await management_key(request)
+    gateway = gateway_of(request)
+    keys = gateway.keys
     key = keys.get(request.path_params["hash"])
     if key is None or key.is_management:
         raise GatewayError(404, "API key not found")
@@ -203,4 +243,4 @@ async def one_key(request: Request) -> Response:
         fields = _update_fields(await read_json(request, _MAX_BODY))
         if fields:
             key = await keys.update(key, **fields)
-    return JSON({"data": key.public()})
+    return JSON({"data": await public_key(gateway, key)})

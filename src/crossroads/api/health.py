@@ -3,7 +3,8 @@
 The counters are `telemetry.recorder.RecorderStats`: queue depth, rows written, rejected
 (quarantined), spilled to the journal, dropped, journal errors, failed writes, journal
 segments pending. A monitor alerts on `rows_rejected`, `rows_dropped` or a growing
-`queue_depth`.
+`queue_depth`. `limits` says whether the limits' counters are shared through Redis now
+(`redis: "unreachable"`: each replica limits on its own until Redis answers again).
 """
 
 from __future__ import annotations
@@ -17,5 +18,7 @@ from crossroads.api.http import JSON, gateway_of
 
 
 async def health(request: Request) -> Response:
-    stats = gateway_of(request).recorder.stats()
-    return JSON({"status": "ok", "recorder": asdict(stats)})
+    gateway = gateway_of(request)
+    stats = gateway.recorder.stats()
+    limits = asdict(gateway.counters.status())
+    return JSON({"status": "ok", "recorder": asdict(stats), "limits": limits})

@@ -26,8 +26,10 @@ from crossroads.api.http import (
 )
 from crossroads.api.sse import ChatEncoder, Encoder, SSEStream
 from crossroads.errors import GatewayError
+from crossroads.limits.demand import demand_for
+from crossroads.limits.guardrails import guard_body, guardrail_error
 from crossroads.routing.context import RequestContext
-from crossroads.schema.chat import parse_chat_request, parse_translated_request
+from crossroads.schema.chat import ChatRequest, parse_chat_request, parse_translated_request
 from crossroads.storage.tables import generations
 
 
@@ -92,6 +94,12 @@ CHAT = Dialect(
 )
 
 
+def _parse(body: dict[str, Any], dialect: Dialect) -> ChatRequest:
+    if dialect.client_paths is None:
+        return parse_chat_request(body)
+    return parse_translated_request(body, dialect.client_paths)
+
+
 async def serve_inference(request: Request, dialect: Dialect) -> Response | SSEStream:
     """Serve one inference request; a `GatewayError` is rendered by the app's one handler,
     in this dialect's envelope."""
@@ -100,15 +108,29 @@ async def serve_inference(request: Request, dialect: Dialect) -> Response | SSES
     key = authenticate(request, x_api_key=dialect.x_api_key)
     raw = await read_json(request, gateway.settings.max_body_bytes)
     body = dialect.to_chat(raw)
-    if dialect.client_paths is None:
-        chat = parse_chat_request(body)
-    else:
-        chat = parse_translated_request(body, dialect.client_paths)
+    chat = _parse(body, dialect)
+    rails = key.guardrails
+    if rails is not None:  # the key's guardrails force their policy onto the request
+        body = guard_body(rails, body, resolve=gateway.catalog.canonical_id)
+        chat = _parse(body, dialect)
+    try:
+        plan = gateway.executor.plan(chat, body)
+    except GatewayError as error:
+        if rails is None:
+            raise
+        raise guardrail_error(rails, error) from None
+    demand = demand_for(
+        plan.endpoints,
+        prompt_tokens=plan.prompt_tokens,
+        requested_output=chat.completion_limit,
+        model=plan.requested[0],
+    )
     ctx = request_context(request, key.hash)
+    ctx.ticket = await gateway.limits.admit(key, demand)  # 402 or 429 when a limit says no
     request.state.ctx = ctx  # read by api/observe.py: upstream time, route, generation id
     headers = {"X-Generation-Id": ctx.generation_id}
     if chat.stream:
-        stream = gateway.executor.stream(chat, body, ctx)
+        stream = gateway.executor.stream(chat, body, ctx, plan)
         return SSEStream(
             stream.chunks(),
             headers=headers,
@@ -117,7 +139,9 @@ async def serve_inference(request: Request, dialect: Dialect) -> Response | SSES
             error_body=dialect.error_body,
         )
     try:  # a client that goes away cancels the upstream call and is not charged
-        completion = await unless_disconnected(request, gateway.executor.complete(chat, body, ctx))
+        completion = await unless_disconnected(
+            request, gateway.executor.complete(chat, body, ctx, plan)
+        )
     except GatewayError as error:  # routed and failed: the record of the attempts has this id
         error.headers.update(headers)
         raise

@@ -70,6 +70,12 @@ class Catalog:
                 return self.models[found], variant
         return None
 
+    def canonical_id(self, model_id: str) -> str | None:
+        """The id of the model a request's name resolves to (any case, routing variants
+        dropped); None when no model has it."""
+        found = self.find(model_id)
+        return found[0].id if found else None
+
     def resolve(self, model_id: str) -> tuple[Model, str | None]:
         found = self.find(model_id)
         if found is None:

@@ -1,10 +1,11 @@
-"""The `crossroads` command: serve the gateway, simulate providers, rotate the management key."""
+"""The `crossroads` command: serve the gateway, simulate providers, manage keys and credits."""
 
 from __future__ import annotations
 
 import click
 
 from crossroads import __version__
+from crossroads.cli.credits import credits
 from crossroads.cli.keys import keys
 from crossroads.cli.local import local
 from crossroads.cli.serve import serve
@@ -21,3 +22,4 @@ main.add_command(serve)
 main.add_command(simulate)
 main.add_command(local)
 main.add_command(keys)
+main.add_command(credits)

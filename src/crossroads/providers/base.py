@@ -42,6 +42,8 @@ def normalise_finish_reason(native: Any) -> str | None:
         return None
     if not isinstance(native, str):
         raise TypeError("finish reason is not a string")
+    if not native.strip():  # blank: no finish reason (zero-completion insurance reads that)
+        return None
     return FINISH_REASONS.get(native.lower(), "stop")
 
 

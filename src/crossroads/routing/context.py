@@ -5,6 +5,8 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
+from crossroads.schema.limits import Ticket
+
 
 @dataclass(slots=True)
 class RequestContext:
@@ -24,6 +26,7 @@ class RequestContext:
     route: list[str] = field(default_factory=list)  # the plan's endpoint ids, in order
     upstream_ms: float = 0.0  # finished waits on providers (open, body, stream reads), in ms
     upstream_since: float = 0.0  # perf_counter() when the wait in progress began; 0: none
+    ticket: Ticket | None = None  # what admission held for this request (see `limits`)
 
     def upstream_so_far_ms(self, now: float) -> float:
         """Milliseconds spent awaiting providers up to `now` (a perf_counter reading), the

@@ -52,9 +52,9 @@ class Executor:
         )
 
     async def complete(
-        self, request: ChatRequest, body: dict[str, Any], ctx: RequestContext
+        self, request: ChatRequest, body: dict[str, Any], ctx: RequestContext, plan: Plan
     ) -> dict[str, Any]:
-        run = Run(self.sinks, self.plan(request, body), request, body, ctx, streamed=False)
+        run = Run(self.sinks, plan, request, body, ctx, streamed=False)
         for endpoint in run.endpoints():
             since = time.perf_counter()
             try:
@@ -70,6 +70,8 @@ class Executor:
             return run.served(endpoint, completion, elapsed_ms(since))
         raise run.give_up()
 
-    def stream(self, request: ChatRequest, body: dict[str, Any], ctx: RequestContext) -> ChatStream:
-        run = Run(self.sinks, self.plan(request, body), request, body, ctx, streamed=True)
+    def stream(
+        self, request: ChatRequest, body: dict[str, Any], ctx: RequestContext, plan: Plan
+    ) -> ChatStream:
+        run = Run(self.sinks, plan, request, body, ctx, streamed=True)
         return ChatStream(self.upstream, run, body)

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from crossroads.accounting.pricing import usage_cost
+from crossroads.accounting.money import to_pico, to_usd
+from crossroads.accounting.pricing import HARD_TOKEN_CAP, usage_cost
 from crossroads.errors import GatewayError
 from crossroads.providers.base import Completion, UpstreamError
 from crossroads.providers.reasoning import resolve_reasoning, strip_reasoning
@@ -24,10 +25,8 @@ from crossroads.routing.tokens import estimate_text_tokens
 from crossroads.schema.catalog import Endpoint, Provider
 from crossroads.schema.chat import ChatRequest
 from crossroads.schema.generation import Attempt, GenerationRecord
+from crossroads.schema.limits import Ticket
 from crossroads.telemetry.sample import AttemptSample, Verdict
-
-HARD_TOKEN_CAP = 10_000_000
-"""No count a provider reports is believed past this, whatever the catalog says."""
 
 
 class StatsSink(Protocol):
@@ -37,9 +36,10 @@ class StatsSink(Protocol):
 
 
 class SpendSink(Protocol):
-    def charge(
-        self, key_hash: str | None, cost: float, at: datetime, *, free_model: bool = False
-    ) -> None: ...
+    """Settles a request's admission ticket at its real cost (`limits.Limits`); whether the
+    charge was drawn from the account balance (it then gets a ledger row)."""
+
+    def settle(self, ticket: Ticket | None, *, cost: float, tokens: int) -> bool: ...
 
 
 class RecordSink(Protocol):
@@ -151,6 +151,12 @@ class Run:
         usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
         usage["cost"], usage["cost_details"] = usage_cost(usage, endpoint, finish)
         usage["is_byok"] = False
+        ticket = self.ctx.ticket
+        if ticket is not None and ticket.reserved and to_pico(usage["cost"]) > ticket.reserved:
+            # never more than admission held: a limit or balance is never overdrawn
+            capped = f"cost {usage['cost']} capped at the {to_usd(ticket.reserved)} reserved"
+            usage["cost"] = to_usd(ticket.reserved)
+            note = f"{note}; {capped}" if note else capped
         return usage, note
 
     def _clamp(self, usage: dict[str, Any], endpoint: Endpoint) -> str | None:
@@ -332,7 +338,8 @@ class Run:
         ctx, endpoint = self.ctx, outcome.endpoint
         provider = self.sinks.providers[endpoint.provider] if endpoint else None
         model = endpoint.model_id if endpoint else self.plan.requested[0]
-        self.sinks.spend.charge(ctx.api_key_hash, cost, now, free_model=model.endswith(":free"))
+        tokens = int(usage.get("total_tokens") or 0)
+        charged = self.sinks.spend.settle(ctx.ticket, cost=cost, tokens=tokens)
         self.sinks.records.submit(
             GenerationRecord(
                 id=ctx.generation_id,
@@ -363,6 +370,7 @@ class Run:
                 session_id=self.request.session_id,
                 attempts=[_attempt_dict(a) for a in self.attempts],
                 error=outcome.error.error_object() if outcome.error else None,
+                balance_charged=charged,
             )
         )
 

@@ -54,6 +54,10 @@ class GenerationRecord:
     session_id: str | None = None
     attempts: list[dict[str, Any]] = field(default_factory=list)
     error: dict[str, Any] | None = None
+    # the `apps` row of the normalized `http_referer`: set by storage when it is written
+    app_id: int | None = None
+    # whether the cost was charged against the account's credits (the ledger gets a charge)
+    balance_charged: bool = False
 
     def to_row(self) -> dict[str, Any]:
         """Every field by name; shallow: the writer only reads."""
@@ -85,7 +89,7 @@ class GenerationRecord:
             "upstream_inference_cost": None,
             "created_at": self.created_at.isoformat(),
             "model": self.model,
-            "app_id": None,
+            "app_id": self.app_id,
             "streamed": self.streamed,
             "cancelled": self.cancelled,
             "provider_name": self.provider_name,

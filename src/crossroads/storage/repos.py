@@ -9,22 +9,35 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from crossroads.schema.generation import GenerationRecord
 from crossroads.schema.stats import BucketRow
+from crossroads.storage.apps import AppRows, clean_title, normalize_app_url
 from crossroads.storage.fit import RowFitter, refused_for_content
+from crossroads.storage.ledger import charge_insert, charge_rows
 from crossroads.storage.rollups import USAGE_COLUMNS, count_usage, usage_params, usage_upsert
-from crossroads.storage.tables import api_keys, endpoint_buckets, generations
+from crossroads.storage.tables import api_keys, endpoint_buckets, generations, revisions
 
 log = logging.getLogger("crossroads.storage")
 
 
+# What insert_many needs back of each row it inserted: the rollups', the ledger's, the apps'.
+_INSERTED = (
+    *USAGE_COLUMNS,
+    generations.c.id,
+    generations.c.api_key_hash,
+    generations.c.balance_charged,
+    generations.c.app_id,
+)
+
+
 class GenerationStore:
     """Generation records. Inserts are idempotent by id: a record written again (a journal
-    replayed after a crash that came between commit and cleanup) is skipped. The usage
-    rollups (`usage_daily`, see `rollups.py`) are kept in the same transaction, from the
-    rows actually inserted: a record written twice counts once there too."""
+    replayed after a crash that came between commit and cleanup) is skipped. In the same
+    transaction, from the rows actually inserted (a record written twice counts once):
+    the usage rollups (`usage_daily`, see `rollups.py`), the ledger's charges (`ledger.py`)
+    and the apps' titles (`apps.py`)."""
 
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
@@ -40,8 +53,10 @@ class GenerationStore:
             )
         else:  # pragma: no cover - only SQLite and PostgreSQL are supported
             self._insert = generations.insert()
-        self._insert_returning = self._insert.returning(*USAGE_COLUMNS)
+        self._insert_returning = self._insert.returning(*_INSERTED)
         self._usage = usage_upsert(dialect)
+        self._charges = charge_insert(dialect)
+        self._apps = AppRows(dialect)
 
     def prepare(self, row: Mapping[str, Any]) -> dict[str, Any]:
         """`row` fitted to the table: text cut to length, integers clamped, and so on; its
@@ -58,15 +73,55 @@ class GenerationStore:
         return refused_for_content(error)
 
     async def insert_many(self, rows: Sequence[Mapping[str, Any]]) -> None:
-        """Insert the rows (skipping ids stored already) and add the inserted ones to the
-        usage rollups, in one transaction: all of it is written, or nothing."""
+        """Insert the rows (skipping ids stored already), in one transaction: all of it is
+        written, or nothing. Each row's `app_id` is the app of its `http_referer` (None
+        without one; the app's row is created the first time it is seen). For the rows
+        inserted: their usage is added to the rollups, their apps take the last non-empty
+        title among them, and each one with `balance_charged` and a cost gets its ledger
+        charge. Rows stored already change nothing."""
         if not rows:
             return
+        params = [self.prepare(r) for r in rows]
+        now = datetime.now(UTC)
         async with self._engine.begin() as conn:
-            result = await conn.execute(self._insert_returning, [self.prepare(r) for r in rows])
-            usage = count_usage(result.all())
+            stored = await self._stored(conn, [p["id"] for p in params])
+            urls = [
+                normalize_app_url(p["http_referer"])
+                if p.get("http_referer") and p["id"] not in stored
+                else None
+                for p in params
+            ]  # a stored record's app is not looked up again (it will not be inserted)
+            ids = await self._apps.ids(conn, {u for u in urls if u is not None}, at=now)
+            for param, url in zip(params, urls, strict=True):
+                param["app_id"] = ids[url] if url is not None else None
+            inserted = (await conn.execute(self._insert_returning, params)).all()
+            if not inserted:
+                return
+            titles = self._titles(params, {r.id for r in inserted})
+            if titles:
+                await self._apps.retitle(conn, titles, at=now)
+            usage = count_usage(inserted)
             if usage:
                 await conn.execute(self._usage, usage_params(usage))
+            charges = charge_rows(inserted)
+            if charges:
+                await conn.execute(self._charges, charges)
+
+    @staticmethod
+    async def _stored(conn: AsyncConnection, ids: Sequence[str]) -> set[str]:
+        """Which of `ids` are stored already."""
+        query = sa.select(generations.c.id).where(generations.c.id.in_(sorted(set(ids))))
+        return {row.id for row in await conn.execute(query)}
+
+    @staticmethod
+    def _titles(params: Sequence[Mapping[str, Any]], inserted: set[str]) -> dict[int, str]:
+        """Per app, the last non-empty title among the inserted rows, in the batch's order."""
+        titles = {}
+        for param in params:
+            title = clean_title(param.get("app_title"))
+            if title is not None and param["app_id"] is not None and param["id"] in inserted:
+                titles[param["app_id"]] = title
+        return titles
 
     async def get(self, generation_id: str) -> GenerationRecord | None:
         query = generations.select().where(generations.c.id == generation_id)
@@ -92,23 +147,69 @@ class GenerationStore:
             for r in rows
         }
 
+    async def free_requests_today(self, start: datetime) -> int:
+        """How many records of `:free` models were made since `start`, by every key (a
+        naive `start` is UTC)."""
+        query = (
+            sa.select(sa.func.count())
+            .select_from(generations)
+            .where(generations.c.created_at >= _utc(start), generations.c.model.like("%:free"))
+        )
+        async with self._engine.connect() as conn:
+            return int((await conn.execute(query)).scalar_one())
+
+
+def _utc(at: datetime) -> datetime:
+    """`at` in UTC, as both databases compare it (SQLite compares the wall clock)."""
+    return at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
+
 
 class KeyStore:
+    """The `api_keys` rows. Every write also bumps the `api_keys` revision (`revisions`),
+    in its transaction: `signature()` tells cheaply whether anything changed."""
+
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
+        self._bump = (
+            revisions.update()
+            .where(revisions.c.name == "api_keys")
+            .values(value=revisions.c.value + 1)
+        )
+        self._signature = sa.select(
+            sa.select(revisions.c.value)
+            .where(revisions.c.name == "api_keys")
+            .scalar_subquery()
+            .label("revision"),
+            sa.select(sa.func.count()).select_from(api_keys).scalar_subquery().label("keys"),
+            sa.select(sa.func.max(api_keys.c.created_at)).scalar_subquery().label("created"),
+            sa.select(sa.func.max(api_keys.c.updated_at)).scalar_subquery().label("updated"),
+        )
 
     async def insert(self, row: dict[str, Any]) -> None:
         async with self._engine.begin() as conn:
             await conn.execute(api_keys.insert(), [row])
+            await conn.execute(self._bump)
 
     async def update(self, key_hash: str, values: dict[str, Any]) -> None:
+        """Change a key's columns; `updated_at` is set to now unless `values` has it."""
+        values = {"updated_at": datetime.now(UTC), **values}
         query = api_keys.update().where(api_keys.c.hash == key_hash).values(**values)
         async with self._engine.begin() as conn:
             await conn.execute(query)
+            await conn.execute(self._bump)
 
     async def delete(self, key_hash: str) -> None:
         async with self._engine.begin() as conn:
             await conn.execute(api_keys.delete().where(api_keys.c.hash == key_hash))
+            await conn.execute(self._bump)
+
+    async def signature(self) -> tuple[Any, ...]:
+        """Something that changes whenever a key is inserted, updated or deleted: the
+        revision the writes above bump, and the keys' count and newest times (which change
+        with writes made by other means too). One cheap query; compare for equality only."""
+        async with self._engine.connect() as conn:
+            row = (await conn.execute(self._signature)).one()
+        return tuple(row)
 
     async def all(self) -> list[dict[str, Any]]:
         async with self._engine.connect() as conn:

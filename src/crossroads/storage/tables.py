@@ -25,6 +25,18 @@ api_keys = sa.Table(
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=True),
     sa.Column("expires_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("requests_per_minute", sa.Integer, nullable=True),
+    sa.Column("tokens_per_minute", sa.Integer, nullable=True),
+    sa.Column("guardrails", sa.JSON, nullable=True),  # the key's `Guardrails` as a dict
+)
+
+# Counters bumped in the transaction of every write to the table they are named after
+# ('api_keys': KeyStore), so a reader can tell cheaply whether anything changed.
+revisions = sa.Table(
+    "revisions",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("value", sa.BigInteger, nullable=False),
 )
 
 generations = sa.Table(
@@ -58,6 +70,38 @@ generations = sa.Table(
     # one entry per provider tried, fallbacks included
     sa.Column("attempts", sa.JSON, nullable=False),
     sa.Column("error", sa.JSON, nullable=True),
+    sa.Column("app_id", sa.Integer, nullable=True, index=True),  # apps.id of http_referer
+    # charged against the account's credits: the ledger has its charge
+    # (a database default, not SQLAlchemy's: a row without it is written as it was before)
+    sa.Column("balance_charged", sa.Boolean, nullable=False, server_default=sa.false()),
+)
+
+# The apps requests came from: one row per normalized HTTP-Referer (storage/apps.py).
+apps = sa.Table(
+    "apps",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("url", sa.String(500), nullable=False),
+    sa.Column("title", sa.String(200), nullable=True),  # the last X-Title seen
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=True),
+    sa.UniqueConstraint("url", name="uq_apps_url"),
+)
+
+# The account's money, in pico-USD (accounting/money.py): credits added by an operator and
+# the charges of the generations made against them (one per generation, added by
+# GenerationStore.insert_many). `amount` > 0 for both kinds; a charge is subtracted.
+ledger = sa.Table(
+    "ledger",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, index=True),
+    sa.Column("kind", sa.String(16), nullable=False),  # credit | charge
+    sa.Column("amount", sa.BigInteger, nullable=False),
+    sa.Column("generation_id", sa.String(64), nullable=True),
+    sa.Column("api_key_hash", sa.String(64), nullable=True),
+    sa.Column("note", sa.String(500), nullable=True),
+    sa.UniqueConstraint("generation_id", name="uq_ledger_generation_id"),
 )
 
 # Live statistics' time buckets (telemetry/buckets.py), one row per replica, endpoint, grain

@@ -209,7 +209,12 @@ class Recorder:
             self._held += 1
 
     async def get(self, generation_id: str) -> GenerationRecord | None:
-        return self._recent.get(generation_id) or await self._store.get(generation_id)
+        """The record: from memory, unless it names an app, whose id the database assigns
+        when the record is written (read back from there once it is)."""
+        recent = self._recent.get(generation_id)
+        if recent is not None and not recent.http_referer:
+            return recent
+        return await self._store.get(generation_id) or recent
 
     def stats(self) -> RecorderStats:
         segments = sum(1 for p in self._sealed if p.path is not None)
