@@ -22,7 +22,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from crossroads.accounting.keys import KeyRing, period_starts
 from crossroads.catalog import Catalog, load_catalog, read_config
 from crossroads.catalog.discovery import discover_local
-from crossroads.errors import ConfigError
 from crossroads.limits.policy import Account, FreeTier, Limits
 from crossroads.limits.redis_counters import SharedCounters
 from crossroads.providers import builtin_adapters
@@ -32,7 +31,7 @@ from crossroads.replicas import ReplicaSync
 from crossroads.routing.attempt import Upstream
 from crossroads.routing.executor import Executor
 from crossroads.routing.run import Sinks
-from crossroads.settings import Settings
+from crossroads.settings import Settings, credits_enforced
 from crossroads.storage import (
     ActivityStore,
     BucketStore,
@@ -54,18 +53,6 @@ from crossroads.telemetry.stats import LiveStats
 from crossroads.telemetry.tracing import Tracing
 
 log = logging.getLogger("crossroads.limits")
-
-
-def credits_enforced(settings: Settings, config: Mapping[str, Any]) -> bool:
-    """Whether the balance is in force before any credits were added: the setting, or the
-    config file's `credits: {enforce: true}`."""
-    section = config.get("credits") or {}
-    if not isinstance(section, Mapping) or set(section) - {"enforce"}:
-        raise ConfigError("config: 'credits' takes one key, 'enforce' (true or false)")
-    enforce = section.get("enforce", False)
-    if not isinstance(enforce, bool):
-        raise ConfigError("config: 'credits.enforce' must be true or false")
-    return enforce or settings.credits_enforce
 
 
 def upstream_limits(settings: Settings) -> UpstreamLimits:

@@ -125,3 +125,15 @@ class Settings:
                 "setting circuit_max_cooldown_seconds: must be at least circuit_cooldown_seconds"
             )
         return settings
+
+
+def credits_enforced(settings: Settings, config: Mapping[str, Any]) -> bool:
+    """Whether the balance is in force before any credits were added: the setting, or the
+    config file's `credits: {enforce: true}`."""
+    section = config.get("credits") or {}
+    if not isinstance(section, Mapping) or set(section) - {"enforce"}:
+        raise ConfigError("config: 'credits' takes one key, 'enforce' (true or false)")
+    enforce = section.get("enforce", False)
+    if not isinstance(enforce, bool):
+        raise ConfigError("config: 'credits.enforce' must be true or false")
+    return enforce or settings.credits_enforce

@@ -166,9 +166,11 @@ class KeyRing:
         self._store = store
         self._keys: dict[str, ApiKey] = {}
         self._ephemeral: set[str] = set()  # hashes of keys that are not stored
-        self._reloaded_at = -math.inf  # time.monotonic() of the last reload_management()
+        self._reloaded_at = -math.inf  # time.monotonic() of the last refresh for an unknown token
         self._signature: tuple[Any, ...] | None = None  # the store's, as of the last read
         self._writes = 0  # writes made through this ring: a read they overlap is dropped
+        self._reads = 0  # reads of the store begun, numbered
+        self._swapped = 0  # the number of the read the ring holds
 
     async def load(
         self, *, spend: Mapping[str, Mapping[str, float]], starts: Mapping[str, datetime]
@@ -189,12 +191,15 @@ class KeyRing:
 
     async def _read(self) -> None:
         """Every stored key as stored now; a key known already keeps its spend so far. The
-        ring is swapped whole, never emptied meanwhile; a read that a write of this process
-        overlapped is dropped (that write is in the ring already; the next refresh reads again)."""
+        ring is swapped whole, never emptied meanwhile. A read that a write of this process
+        overlapped is dropped (that write is in the ring already; the next refresh reads
+        again), and so is one that a later read overtook."""
         writes = self._writes
+        self._reads += 1
+        number = self._reads
         signature = await self._store.signature()
         rows = await self._store.all()
-        if writes != self._writes:
+        if writes != self._writes or number < self._swapped:
             self._signature = None
             return
         keys: dict[str, ApiKey] = {}
@@ -206,7 +211,7 @@ class KeyRing:
         for key_hash in self._ephemeral:
             if key_hash in self._keys and key_hash not in keys:
                 keys[key_hash] = self._keys[key_hash]
-        self._keys, self._signature = keys, signature
+        self._keys, self._signature, self._swapped = keys, signature, number
 
     async def refresh(self) -> bool:
         """Read the stored keys again if they changed since the last read (created, changed
@@ -246,25 +251,23 @@ class KeyRing:
     def is_current(self, token: str) -> bool:
         """Whether this process's view of `token` cannot be stale: it is a known API key or a
         key from the environment. Management keys are stored, and may be rotated by another
-        process (`crossroads keys rotate-management`): see `reload_management`."""
+        process (`crossroads keys rotate-management`): see `reload`."""
         key_hash = hash_key(token)
         key = self._keys.get(key_hash)
         return key is not None and (not key.is_management or key_hash in self._ephemeral)
 
-    async def reload_management(self, *, min_interval: float = RELOAD_INTERVAL) -> None:
-        """The stored management keys as they are now in the store: a rotation made by another
-        process takes effect (the new key works, the old one stops working). At most one read
-        of the store per `min_interval` seconds, however many unknown tokens arrive."""
-        now = time.monotonic()
-        if now - self._reloaded_at < min_interval:
-            return
-        self._reloaded_at = now
-        stored = {r["hash"]: r for r in await self._store.all() if r["is_management"]}
-        for key_hash, key in list(self._keys.items()):
-            if key.is_management and key_hash not in self._ephemeral and key_hash not in stored:
-                del self._keys[key_hash]
-        for key_hash, row in stored.items():
-            self._keys.setdefault(key_hash, ApiKey.from_row(row))
+    async def reload(self, token: str, *, min_interval: float = RELOAD_INTERVAL) -> None:
+        """Bring this process's view of `token` up to date before it is judged: a stored
+        management key is checked against the store every time (a rotation made by another
+        process takes effect at once: one cheap query, a full read only when keys changed);
+        an unknown token triggers at most one refresh per `min_interval` seconds, however
+        many unknown tokens arrive (a key created elsewhere works at once)."""
+        if hash_key(token) not in self._keys:
+            now = time.monotonic()
+            if now - self._reloaded_at < min_interval:
+                return
+            self._reloaded_at = now
+        await self.refresh()
 
     async def rotate_management(self) -> str:
         """A new stored management key, returned once; every other stored management key is

@@ -16,12 +16,10 @@ from starlette.responses import Response
 from crossroads.accounting.keys import WORKSPACE_ID, ApiKey
 from crossroads.accounting.money import to_usd
 from crossroads.api.http import (
-    CONTROL_CHARACTERS,
     JSON,
     KeyKind,
     authenticate,
     bearer_token,
-    column_length,
     gateway_of,
     parse_query,
     read_json,
@@ -30,7 +28,7 @@ from crossroads.errors import GatewayError
 from crossroads.gateway import Gateway
 from crossroads.limits.guardrails import parse_guardrails
 from crossroads.schema.chat import validated
-from crossroads.storage.tables import api_keys
+from crossroads.storage.tables import CONTROL_CHARACTERS, api_keys, column_length
 
 log = logging.getLogger(__name__)
 _MAX_BODY = 65536  # a key's fields
@@ -193,7 +191,7 @@ async def _authenticate(request: Request, *, kind: KeyKind) -> ApiKey:
     keys = gateway_of(request).keys
     if token and not keys.is_current(token):
         try:
-            await keys.reload_management()
+            await keys.reload(token)
         except (SQLAlchemyError, OSError) as exc:  # keep this process's view meanwhile
             log.warning("cannot reload the management keys: %s", exc)
     return authenticate(request, kind=kind)

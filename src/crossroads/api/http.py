@@ -12,7 +12,6 @@ from typing import Any, Literal, TypeVar
 
 import msgspec
 import orjson
-import sqlalchemy as sa
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -24,14 +23,6 @@ ErrorBody = Callable[[GatewayError], dict[str, Any]]
 T = TypeVar("T")
 Q = TypeVar("Q", bound=msgspec.Struct)
 CLIENT_CLOSED = 499  # nginx's "client closed request": nobody reads it, but logs do
-CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f]")  # C0, DEL and C1
-
-
-def column_length(column: sa.Column[Any]) -> int:
-    """How many characters a text column stores: client text is bounded by the schema."""
-    kind = column.type
-    assert isinstance(kind, sa.String) and kind.length is not None, column
-    return kind.length
 
 
 class JSON(Response):

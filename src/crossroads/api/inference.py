@@ -17,10 +17,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from crossroads.api.http import (
-    CONTROL_CHARACTERS,
     JSON,
     authenticate,
-    column_length,
     read_json,
     unless_disconnected,
 )
@@ -30,7 +28,7 @@ from crossroads.limits.demand import demand_for
 from crossroads.limits.guardrails import guard_body, guardrail_error
 from crossroads.routing.context import RequestContext
 from crossroads.schema.chat import ChatRequest, parse_chat_request, parse_translated_request
-from crossroads.storage.tables import generations
+from crossroads.storage.tables import CONTROL_CHARACTERS, column_length, generations
 
 
 def attribution(value: str | None, *, limit: int) -> str | None:

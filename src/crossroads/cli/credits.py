@@ -15,13 +15,12 @@ import click
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from crossroads.accounting.money import to_pico, to_usd
-from crossroads.api.http import CONTROL_CHARACTERS, column_length
 from crossroads.cli.store import database_options, echo_json, load_target, run, table, usd
 from crossroads.errors import ConfigError
-from crossroads.gateway import credits_enforced
 from crossroads.schema.accounts import LedgerEntry, LedgerTotals
+from crossroads.settings import credits_enforced
 from crossroads.storage import LedgerStore
-from crossroads.storage.tables import ledger
+from crossroads.storage.tables import CONTROL_CHARACTERS, column_length, ledger
 
 SHOWN_ENTRIES = 10  # ledger rows `credits show` lists, newest first
 NOTE_LENGTH = column_length(ledger.c.note)

@@ -15,10 +15,9 @@ from typing import Any, TypeVar
 import click
 import msgspec
 
-from crossroads.api.http import CONTROL_CHARACTERS, column_length
 from crossroads.cli.store import dollars
 from crossroads.schema.guardrails import Guardrails
-from crossroads.storage.tables import api_keys
+from crossroads.storage.tables import CONTROL_CHARACTERS, api_keys, column_length
 
 F = TypeVar("F", bound=Callable[..., Any])
 MAX_INT = 2**31 - 1  # what an Integer column holds on every database

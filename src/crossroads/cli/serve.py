@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
-import uvicorn
 from sqlalchemy.engine import make_url
 
-from crossroads.app import create_app
 from crossroads.catalog import read_config
 from crossroads.cli.keys import write_key_file
 from crossroads.errors import ConfigError
-from crossroads.gateway import Gateway
 from crossroads.settings import Settings
+
+if TYPE_CHECKING:
+    from crossroads.gateway import Gateway
 
 
 def _store_generated_key(settings: Settings, token: str) -> list[str]:
@@ -95,6 +97,11 @@ def serve(
     access_log: bool | None,
 ) -> None:
     """Start the gateway."""
+    import uvicorn  # the server's stack, loaded by this command only: the others start fast
+
+    from crossroads.app import create_app
+    from crossroads.gateway import Gateway
+
     flags = {
         "config": config,
         "host": host,

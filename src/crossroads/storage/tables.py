@@ -5,9 +5,22 @@ Changes go through an Alembic migration in `migrations/versions/`.
 
 from __future__ import annotations
 
+import re
+from typing import Any
+
 import sqlalchemy as sa
 
 metadata = sa.MetaData()
+# Client text is stored without these, and bounded by its column (`column_length`).
+CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f]")  # C0, DEL and C1
+
+
+def column_length(column: sa.Column[Any]) -> int:
+    """How many characters a text column stores: client text is bounded by the schema."""
+    kind = column.type
+    assert isinstance(kind, sa.String) and kind.length is not None, column
+    return kind.length
+
 
 api_keys = sa.Table(
     "api_keys",
