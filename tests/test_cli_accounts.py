@@ -172,6 +172,7 @@ BAD_CREATES = [
     (("k", "--limit", "nan"), "--limit"),
     (("k", "--limit", "inf"), "--limit"),
     (("k", "--limit", "lots"), "--limit"),
+    (("k", "--limit", "9000000.01"), "--limit"),
     (("k", "--limit-reset", "yearly"), "--limit-reset"),
     (("k", "--rpm", "0"), "--rpm"),
     (("k", "--tpm", "many"), "--tpm"),
@@ -186,6 +187,7 @@ BAD_CREATES = [
     (("n" * 201,), "longer than 200"),
     (("k", "--allow-model", " "), "--allow-model"),
     (("k", "--allow-provider", "x\x1b"), "--allow-provider"),
+    (("k", "--allow-provider", "p" * 201), "--allow-provider"),
     (("k", *[a for i in range(101) for a in ("--allow-model", f"m/{i}")]), "at most 100"),
     (("k", "--colour", "red"), "No such option"),
 ]
@@ -199,6 +201,26 @@ def test_create_refuses_bad_input(lite: Cli) -> None:
         assert out.returncode == 2 and message in out.stderr, (args, out.stderr)
         assert "sk-cr-v1-" not in out.stdout + out.stderr
     assert lite.listed("--all") == {}
+
+
+def test_guardrails_are_built_as_the_api_builds_them(lite: Cli) -> None:
+    options = ("--allow-model", "Acme/Widget", "--allow-model", " acme/widget ", "--limit", "9e6")
+    data = lite.json("keys", "create", "k", *options)["data"]
+    assert data["guardrails"]["allowed_models"] == ["Acme/Widget"]  # kept once, case aside
+    assert data["limit"] == 9_000_000
+
+
+def test_rotate_names_the_environment_variable(lite: Cli) -> None:
+    env = {**ENV, "CROSSROADS_MANAGEMENT_KEY": "sk-cr-v1-" + "e" * 64}
+    out = subprocess.run(
+        [str(BIN), "keys", "rotate-management", *lite.flags],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "CROSSROADS_MANAGEMENT_KEY is set" in out.stdout
 
 
 def test_hash_references(lite: Cli) -> None:
@@ -251,14 +273,21 @@ def test_credits_are_exact(cli: Cli) -> None:
 
 def test_credits_show_lists_the_last_ten_entries(lite: Cli) -> None:
     lite.ok("credits", "add", "100", "--note", "top-up")
+    charges = [10**9 * (i + 1) for i in range(12)]
     with sqlite3.connect(lite.data / "crossroads.db") as db:  # what the server charged
         db.executemany(
             "INSERT INTO ledger (created_at, kind, amount, generation_id, api_key_hash)"
             " VALUES (?, 'charge', ?, ?, ?)",
             [
-                (f"2099-01-01 00:00:{i:02d}.000000", 10**9 * (i + 1), f"gen-{i}", "ab" * 32)
-                for i in range(12)
+                (f"2099-01-01 00:00:{i:02d}.000000", amount, f"gen-{i}", "ab" * 32)
+                for i, amount in enumerate(charges)
             ],
+        )
+        high, low = divmod(sum(charges), 2**32)  # the totals the server keeps with its inserts
+        db.execute(
+            "UPDATE ledger_totals SET high = high + ?, low = low + ?, rows = rows + ?"
+            " WHERE kind = 'charge'",
+            (high, low, len(charges)),
         )
     shown = lite.json("credits", "show")["data"]
     assert shown["total_usage"] == 0.078 and shown["balance"] == 99.922

@@ -240,6 +240,7 @@ async def test_ten_thousand_charges_sum_exactly(engine: AsyncEngine) -> None:
     ledger = LedgerStore(engine)
     totals = await ledger.totals()
     assert totals == LedgerTotals(credits=0, charges=expected, credit_rows=0)
+    assert await ledger.summed() == totals  # the kept totals agree with the rows
     assert totals.balance == -expected
     assert to_usd(expected) == pytest.approx(sum(r.total_cost for r in charged))
     rows = await rows_of(engine, tables.ledger)
@@ -276,6 +277,7 @@ async def test_credits(engine: AsyncEngine) -> None:
     totals = await ledger.totals()
     assert totals.credits == 5 * PICO + 2**63  # past 64 bits, summed exactly
     assert totals.charges == to_pico(0.001) and totals.credit_rows == 3
+    assert await ledger.summed() == totals
     entries = await ledger.entries()  # newest first: the charge was made at DAY1 10:01
     assert [e.id for e in entries] == [third.id, second.id, entries[2].id, first.id]
     assert entries[2].kind == "charge" and entries[2].generation_id == "gen-1"

@@ -22,8 +22,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from crossroads.accounting.keys import KeyRing, period_starts
 from crossroads.catalog import Catalog, load_catalog, read_config
 from crossroads.catalog.discovery import discover_local
-from crossroads.limits.policy import Account, FreeTier, Limits
+from crossroads.limits.policy import Limits
 from crossroads.limits.redis_counters import SharedCounters
+from crossroads.limits.values import Account, FreeTier
 from crossroads.providers import builtin_adapters
 from crossroads.providers.base import Adapter
 from crossroads.providers.http import UpstreamClient, UpstreamLimits
@@ -212,9 +213,10 @@ class Gateway:
         await self.keys.load(spend=spend, starts=starts)
         free_today = await generations.free_requests_today(starts["daily"])
         today = starts["daily"].strftime("%Y%m%d")
-        self.limits.free_baseline = lambda day: free_today if day == today else 0
+        self.limits.set_free_baseline(today, free_today)
         await self.read_account()
         await self.counters.start()
+        await self.limits.reconcile(self.keys.list())  # Redis never below the records
         if self.settings.management_key:
             self.keys.add_ephemeral(
                 self.settings.management_key, "management (environment)", is_management=True
@@ -254,6 +256,7 @@ class Gateway:
             try:
                 await self.keys.refresh()
                 await self.read_account()
+                await self.limits.reconcile()  # the shared balance, never below the ledger
             except (SQLAlchemyError, OSError) as exc:  # the next round tries again
                 log.warning("cannot read keys and credits: %s", exc)
 

@@ -18,12 +18,15 @@ from typing import Any, Protocol
 
 import msgspec
 
+from crossroads.accounting.money import PICO, to_pico, to_usd
 from crossroads.schema.guardrails import Guardrails, stored_guardrails
 
 _NOT_STORED = ("usage", "last_used_at")
 RELOAD_INTERVAL = 1.0  # seconds between two reads of the stored management keys
 KEY_PREFIX = "sk-cr-v1-"
 WORKSPACE_ID = str(uuid.uuid5(uuid.NAMESPACE_URL, "crossroads:default-workspace"))  # the one
+MAX_LIMIT = 9_000_000  # USD: the largest key `limit` the API and the CLI take
+_MAX_SPENT = 2**62  # pico-USD: a spend sum is clamped to this (an absurd record's)
 
 
 def hash_key(key: str) -> str:
@@ -53,17 +56,28 @@ def period_starts(now: datetime) -> dict[str, datetime]:
     }
 
 
+def spent_pico(usd: float) -> int:
+    """A sum of the records' costs (USD, as the database summed them) in pico-USD: rounded
+    to the pico, clamped to +-2**62; a sum that is not a finite number counts as 0."""
+    if not math.isfinite(usd):
+        return 0
+    bound = _MAX_SPENT / PICO
+    return max(-_MAX_SPENT, min(to_pico(max(-bound, min(usd, bound))), _MAX_SPENT))
+
+
 @dataclass(slots=True)
 class Usage:
-    """Spend in USD as the records said at start: all time and for the UTC day, week (from
-    Monday) and month of `starts`. Where the limits' counters start (`limits.policy`)."""
+    """Spend in pico-USD as the records said at start: all time and for the UTC day, week
+    (from Monday) and month of `starts`. Where the limits' counters start (`limits.policy`).
 
-    total: float = 0.0
-    periods: dict[str, float] = field(
-        default_factory=lambda: {"daily": 0.0, "weekly": 0.0, "monthly": 0.0}
-    )
+    The database sums the records' float costs (`GenerationStore.spend_by_key`, fast at
+    start); each sum is rounded to the pico here. Every cost is a whole number of pico-USD,
+    so a sum is off by float rounding only (far below a pico for any real spend), and only
+    where a counter starts: the counters themselves add exact pico-USD."""
+
+    total: int = 0
+    periods: dict[str, int] = field(default_factory=lambda: {"daily": 0, "weekly": 0, "monthly": 0})
     starts: dict[str, datetime] = field(default_factory=lambda: period_starts(datetime.now(UTC)))
-    free_requests_today: int = 0
 
 
 @dataclass(slots=True)
@@ -113,7 +127,8 @@ class ApiKey:
         limits, guardrails). `spend`: USD by `total`, `daily`, `weekly`, `monthly` as the
         limits' counters hold it (every replica's); else this process's start-up view."""
         if spend is None:
-            spend = {"total": self.usage.total, **self.usage.periods}
+            periods = {p: to_usd(v) for p, v in self.usage.periods.items()}
+            spend = {"total": to_usd(self.usage.total), **periods}
         spent = spend[self.limit_reset or "total"]
         return {
             "hash": self.hash,
@@ -177,16 +192,15 @@ class KeyRing:
     ) -> None:
         """Every stored key, with its spend so far.
 
-        `spend` is the records' sum per key hash since each of `starts` (see `period_starts`),
-        all time (`total`), and `free_requests_today`.
+        `spend` is the records' sum per key hash in USD since each of `starts` (see
+        `period_starts`) and all time (`total`), as `GenerationStore.spend_by_key` reads it.
         """
         await self._read()
         for key_hash, spent in spend.items():
             if key_hash in self._keys:
                 usage = self._keys[key_hash].usage
-                usage.total = spent["total"]
-                usage.periods = {p: spent[p] for p in usage.periods}
-                usage.free_requests_today = int(spent["free_requests_today"])
+                usage.total = spent_pico(spent["total"])
+                usage.periods = {p: spent_pico(spent[p]) for p in usage.periods}
                 usage.starts = dict(starts)
 
     async def _read(self) -> None:
@@ -302,9 +316,11 @@ class KeyRing:
         self._writes += 1
         await self._store.update(key.hash, stored)
         self._writes += 1
-        for name, value in fields.items():
-            setattr(key, name, value)
-        return key
+        current = self._keys.get(key.hash)  # a refresh may have swapped in another object
+        for target in {id(k): k for k in (key, current) if k is not None}.values():
+            for name, value in fields.items():
+                setattr(target, name, value)
+        return current or key
 
     async def delete(self, key: ApiKey) -> None:
         self._writes += 1

@@ -107,6 +107,18 @@ def max_output_tokens(endpoint: Endpoint, *, prompt_tokens: int, requested: int 
     return max(min(limit, HARD_TOKEN_CAP), 1)
 
 
+def billable_output(
+    endpoint: Endpoint, *, prompt_tokens: int, requested: int | None, reasoning: bool
+) -> int:
+    """The most completion tokens (reasoning included) a request may be billed for on
+    `endpoint`: what admission reserves for and what the run clamps a reported count to.
+    A request that reasons may get more than its own limit (budget-style providers add the
+    thinking budget to it), so only the endpoint bounds it."""
+    return max_output_tokens(
+        endpoint, prompt_tokens=prompt_tokens, requested=None if reasoning else requested
+    )
+
+
 def _worst_price(prices: dict[str, Any], keys: tuple[str, ...]) -> Decimal:
     """The highest of the prices `usage_cost` may apply to one token of a kind (unset ones
     fall back to the first, as there); a negative price counts as 0."""

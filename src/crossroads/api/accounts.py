@@ -13,7 +13,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from starlette.requests import Request
 from starlette.responses import Response
 
-from crossroads.accounting.keys import WORKSPACE_ID, ApiKey
+from crossroads.accounting.keys import MAX_LIMIT, WORKSPACE_ID, ApiKey
 from crossroads.accounting.money import to_usd
 from crossroads.api.http import (
     JSON,
@@ -27,6 +27,7 @@ from crossroads.api.http import (
 from crossroads.errors import GatewayError
 from crossroads.gateway import Gateway
 from crossroads.limits.guardrails import parse_guardrails
+from crossroads.limits.values import KeyUsage
 from crossroads.schema.chat import validated
 from crossroads.storage.tables import CONTROL_CHARACTERS, api_keys, column_length
 
@@ -47,7 +48,11 @@ async def get_generation(request: Request) -> Response:
 
 async def public_key(gateway: Gateway, key: ApiKey) -> dict[str, Any]:
     """`key.public()` with its spend as the limits' counters hold it (every replica's)."""
-    usage = await gateway.limits.key_usage(key)
+    return _public(key, await gateway.limits.key_usage(key))
+
+
+def _public(key: ApiKey, usage: KeyUsage) -> dict[str, Any]:
+    """`key.public()` with `usage` as its spend."""
     return key.public(
         {
             "total": to_usd(usage.total),
@@ -91,7 +96,7 @@ async def current_key(request: Request) -> Response:
 
 
 Reset = Literal["daily", "weekly", "monthly"]
-Limit = Annotated[float, Meta(ge=0)]
+Limit = Annotated[float, Meta(ge=0, le=MAX_LIMIT)]  # USD
 PerMinute = Annotated[int, Meta(ge=1, le=2**31 - 1)]
 _NAME_LENGTH = column_length(api_keys.c.name)
 _USER_LENGTH = column_length(api_keys.c.creator_user_id)
@@ -223,8 +228,9 @@ async def list_keys(request: Request) -> Response:
     ]
     if query.workspace_id is not None and str(query.workspace_id) != WORKSPACE_ID:
         keys = []  # every key is in this installation's one workspace
-    gateway = gateway_of(request)
-    return JSON({"data": [await public_key(gateway, k) for k in keys[query.offset or 0 :]]})
+    keys = keys[query.offset or 0 :]
+    usages = await gateway_of(request).limits.key_usages(keys)  # one read of the counters
+    return JSON({"data": [_public(k, usages[k.hash]) for k in keys]})
 
 
 async def one_key(request: Request) -> Response:

@@ -26,6 +26,7 @@ from crossroads.api.sse import ChatEncoder, Encoder, SSEStream
 from crossroads.errors import GatewayError
 from crossroads.limits.demand import demand_for
 from crossroads.limits.guardrails import guard_body, guardrail_error
+from crossroads.providers.reasoning import resolve_reasoning
 from crossroads.routing.context import RequestContext
 from crossroads.schema.chat import ChatRequest, parse_chat_request, parse_translated_request
 from crossroads.storage.tables import CONTROL_CHARACTERS, column_length, generations
@@ -92,6 +93,11 @@ CHAT = Dialect(
 )
 
 
+def _reasons(body: dict[str, Any]) -> bool:
+    spec = resolve_reasoning(body)
+    return spec is not None and spec.enabled
+
+
 def _parse(body: dict[str, Any], dialect: Dialect) -> ChatRequest:
     if dialect.client_paths is None:
         return parse_chat_request(body)
@@ -121,7 +127,7 @@ async def serve_inference(request: Request, dialect: Dialect) -> Response | SSES
         plan.endpoints,
         prompt_tokens=plan.prompt_tokens,
         requested_output=chat.completion_limit,
-        model=plan.requested[0],
+        reasoning=_reasons(body),
     )
     ctx = request_context(request, key.hash)
     ctx.ticket = await gateway.limits.admit(key, demand)  # 402 or 429 when a limit says no
@@ -135,6 +141,7 @@ async def serve_inference(request: Request, dialect: Dialect) -> Response | SSES
             keepalive=gateway.settings.stream_keepalive_seconds,
             encoder=dialect.encoder(ctx, raw),
             error_body=dialect.error_body,
+            on_close=stream.run.abandon,  # a stream that never began still settles
         )
     try:  # a client that goes away cancels the upstream call and is not charged
         completion = await unless_disconnected(

@@ -90,8 +90,10 @@ class SSEStream:
         keepalive: float,
         encoder: Encoder,
         error_body: Callable[[GatewayError], dict[str, Any]],
+        on_close: Callable[[], None] = lambda: None,
     ) -> None:
         self.chunks = chunks
+        self.on_close = on_close  # after the chunks are closed: whatever they left undone
         self.headers = headers
         self.keepalive = keepalive
         self.encoder = encoder
@@ -185,6 +187,7 @@ class SSEStream:
         finally:
             watcher.cancel()
             await self.chunks.aclose()
+            self.on_close()
 
 
 def _metrics(scope: Scope) -> Metrics | None:

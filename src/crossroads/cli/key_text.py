@@ -1,7 +1,8 @@
 """An API key as the operator types it and as it is shown.
 
 The options of `crossroads keys create` are checked before anything is written: a bad value
-is a usage error (exit 2) naming the option, and no key is created. A stored key is shown
+is a usage error (exit 2) naming the option, and no key is created. The guardrails are
+built by `limits.guardrails.parse_guardrails`, as the API builds them. A stored key is shown
 as `/keys` shows it (`ApiKey.public`), as a table row or a field a line.
 """
 
@@ -13,17 +14,25 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import click
-import msgspec
 
+from crossroads.accounting.keys import MAX_LIMIT
 from crossroads.cli.store import dollars
+from crossroads.errors import GatewayError
+from crossroads.limits.guardrails import parse_guardrails
 from crossroads.schema.guardrails import Guardrails
 from crossroads.storage.tables import CONTROL_CHARACTERS, api_keys, column_length
 
 F = TypeVar("F", bound=Callable[..., Any])
 MAX_INT = 2**31 - 1  # what an Integer column holds on every database
-MAX_NAMES = 100  # models or providers a guardrail lists
-NAME_LENGTH = 200  # characters of one model id or provider slug
 MIN_PREFIX = 8  # hex characters of a hash that name a key
+# the option that sets each guardrail, named in the errors `parse_guardrails` raises
+_OPTIONS = {
+    "allowed_models": "--allow-model",
+    "allowed_providers": "--allow-provider",
+    "zdr": "--zdr",
+    "data_collection": "--deny-data-collection",
+    "max_tokens": "--max-tokens",
+}
 
 
 def _text(value: str, *, limit: int, what: str) -> str:
@@ -52,21 +61,18 @@ def hash_prefix(_ctx: click.Context, _param: click.Parameter, value: str) -> str
 
 
 def _limit(_ctx: click.Context, _param: click.Parameter, value: float | None) -> float | None:
-    if value is not None and not (math.isfinite(value) and value >= 0):
-        raise click.BadParameter(f"{value} is not an amount of USD (0 or more)")
+    if value is not None and not (math.isfinite(value) and 0 <= value <= MAX_LIMIT):
+        raise click.BadParameter(f"{value} is not an amount of USD from 0 to {MAX_LIMIT}")
     return value
 
 
-def _names(_ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> list[str]:
-    """Each given once, in the order given."""
-    names: list[str] = []
+def _names(_ctx: click.Context, _param: click.Parameter, values: tuple[str, ...]) -> list[str]:
+    """The names as given, none with control characters; `parse_guardrails` checks the
+    rest (empty, too long, too many) and keeps each once."""
     for value in values:
-        name = _text(value, limit=NAME_LENGTH, what="a name")
-        if name not in names:
-            names.append(name)
-    if len(names) > MAX_NAMES:
-        raise click.BadParameter(f"at most {MAX_NAMES} are allowed, not {len(names)}")
-    return names
+        if CONTROL_CHARACTERS.search(value):
+            raise click.BadParameter(f"{value!r} must not contain control characters")
+    return list(values)
 
 
 def _expiry(_ctx: click.Context, _param: click.Parameter, value: str | None) -> datetime | None:
@@ -89,7 +95,12 @@ def create_options(command: F) -> F:
     """The limits and guardrails a new key may be given."""
     count = click.IntRange(1, MAX_INT)
     options = (
-        click.option("--limit", type=float, callback=_limit, help="Spend limit in USD."),
+        click.option(
+            "--limit",
+            type=float,
+            callback=_limit,
+            help=f"Spend limit in USD (at most {MAX_LIMIT}).",
+        ),
         click.option(
             "--limit-reset",
             type=click.Choice(["daily", "weekly", "monthly"]),
@@ -138,18 +149,27 @@ def key_fields(options: dict[str, Any]) -> dict[str, Any]:
         rails["data_collection"] = "deny"
     if options["max_tokens"] is not None:
         rails["max_tokens"] = options["max_tokens"]
-    try:
-        guardrails = msgspec.convert(rails, Guardrails) if rails else None
-    except msgspec.ValidationError as exc:  # the checks above keep every value in its bounds
-        raise click.UsageError(f"invalid guardrails: {exc}") from None
     return {
         "limit": options["limit"],
         "limit_reset": options["limit_reset"],
         "requests_per_minute": options["rpm"],
         "tokens_per_minute": options["tpm"],
-        "guardrails": guardrails,
+        "guardrails": _guardrails(rails),
         "expires_at": options["expires"],
     }
+
+
+def _guardrails(rails: dict[str, Any]) -> Guardrails | None:
+    """`parse_guardrails` of the options' rules; its error names the option at fault."""
+    try:
+        return parse_guardrails(rails)
+    except GatewayError as error:
+        field = error.message.removeprefix("guardrails.").split(" ", 1)[0]
+        option = _OPTIONS.get(field.split("[", 1)[0])
+        ctx = click.get_current_context(silent=True)
+        if option is None:
+            raise click.UsageError(error.message, ctx) from None
+        raise click.BadParameter(error.message, ctx, param_hint=f"'{option}'") from None
 
 
 def _guardrails_summary(data: dict[str, Any]) -> str:

@@ -244,6 +244,6 @@ def rotate_management(config: str | None, database: str | None, data_dir: str | 
     click.echo("The previous management key no longer works.")
     if settings.management_key:
         click.echo(
-            "CROSSROADS_MANAGEMENTKEY is set: that key keeps working until it is removed "
+            "CROSSROADS_MANAGEMENT_KEY is set: that key keeps working until it is removed "
             "from the server's environment."
         )

@@ -193,6 +193,17 @@ def guard_body(
                 )
         if not asked:
             guarded["max_tokens"] = cap
+        asked_for = (guarded.get(f) for f in ("max_tokens", "max_completion_tokens"))
+        limit = min((v for v in asked_for if isinstance(v, int) and v > 0), default=cap)
+        reasoning = body.get("reasoning")
+        budget = reasoning.get("max_tokens") if isinstance(reasoning, dict) else None
+        if isinstance(budget, int) and budget >= limit:
+            # budget-style providers add a thinking budget that reaches the limit on top of it
+            raise _refused(
+                "max_tokens",
+                f"this key may get at most {cap} completion tokens, reasoning included; "
+                f"reasoning.max_tokens ({budget}) must stay below the request's limit ({limit})",
+            )
     return guarded
 
 

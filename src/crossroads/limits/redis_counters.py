@@ -3,10 +3,13 @@ that takes over while Redis is unreachable.
 
 `RedisCounters.apply` runs one Lua script (EVALSHA; the script is sent again when Redis lost
 it): the whole `Operation` is atomic on the Redis server, so every replica sees the same
-counters. Counters are integer keys (`INCRBY`; a missing one is first `SET` to its seed);
-hold sets are sorted sets, score = expiry, member `<ticket>:<amount>`; dead holds are pruned
-with the caller's clock (`now` is an argument of the script). The script adds integers of up
-to 64 bits exactly (Lua numbers are doubles: it works on 9-digit limbs).
+counters. Counters are integer keys (`INCRBY`; a missing one is first `SET` to its seed; a
+floor `SET`s it, its TTL kept). A hold set is two keys (`hold_keys`): a sorted set of its
+tickets, score = expiry, and a hash ticket -> amount whose field "" holds the total of the
+amounts, kept as holds come and go; dead holds are pruned oldest first (`ZRANGEBYSCORE ...
+LIMIT`, `PRUNE_LIMIT` per hold set and run) with the caller's clock (`now` is an argument of
+the script), so a run is O(log n) in a hold set's size. The script adds integers exactly
+(Lua numbers are doubles: it works on 9-digit limbs).
 
 `SharedCounters` (what the server uses):
 - no URL: the local counters only, never a network call;
@@ -16,14 +19,15 @@ to 64 bits exactly (Lua numbers are doubles: it works on 9-digit limbs).
   copy knows is seeded (in Redis, when missing there) with the local value;
 - Redis unreachable (a connect, a timeout or any error; sockets time out after 0.25 s, an
   operation waits 0.5 s at most): the operation is applied locally and what it changed is
-  remembered as pending. An operation whose request may have reached Redis (it failed on
-  the way) is remembered whole, under its sequence number: every operation claims its
-  number in Redis (`<prefix>~claims:<instance>:<boot>`, the last 1024 kept), so one that
-  still runs late and its pending copy are never both counted. Logged on
-  "crossroads.limits" at most once a minute. At most once a second (by the clock) a
-  background probe PINGs Redis; when it answers, the pending changes are pushed (added with
-  `INCRBY`; a counter Redis lost is set to the local value), then operations go to Redis
-  again.
+  remembered as pending (`limits.pending`: merged per counter and per hold; a hold placed
+  and released during the outage leaves nothing). An operation whose request may have
+  reached Redis (it failed on the way) is remembered whole, under its sequence number:
+  every operation claims its number in Redis (`<prefix>~claims:<instance>:<boot>`, the
+  last 1024 kept), so one that still runs late and its pending copy are never both
+  counted. Logged on "crossroads.limits" at most once a minute. At most once a second (by
+  the clock) a background probe PINGs Redis; when it answers, the pending changes are
+  pushed (added with `INCRBY`, a counter Redis lost set to the local value; floors as
+  floors, after the deltas counted before them), then operations go to Redis again.
 """
 
 from __future__ import annotations
@@ -31,7 +35,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import itertools
 import logging
 import math
 import secrets
@@ -47,15 +50,14 @@ from redis.backoff import NoBackoff
 from redis.exceptions import NoScriptError, RedisError, ResponseError
 
 from crossroads.limits.counters import (
-    Add,
+    PRUNE_LIMIT,
     CountersStatus,
-    Hold,
     LocalCounters,
     Operation,
-    Release,
     Result,
 )
-from crossroads.replicas.sync import redacted
+from crossroads.limits.pending import Pending
+from crossroads.redis_url import redacted
 
 log = logging.getLogger("crossroads.limits")
 
@@ -64,7 +66,6 @@ OP_TIMEOUT = 0.5  # the most an operation waits on Redis before counting locally
 RETRY_EVERY = 1.0  # seconds (by the clock) between reconnection attempts
 LOG_EVERY = 60.0  # seconds (by the clock) between warnings while Redis is unreachable
 FAILURES = (RedisError, OSError, TimeoutError)
-BATCH_SIZE = 500  # pending changes pushed by one script run
 MAX_REFUSALS = 3  # a pending batch Redis answers with an error this often is dropped
 
 SCRIPT = resources.files("crossroads.limits").joinpath("counters.lua").read_text()
@@ -82,6 +83,12 @@ class Outcome:
 
 def _number(value: float) -> str:
     return repr(float(value))
+
+
+def hold_keys(prefix: str, holds: str) -> tuple[str, str]:
+    """The Redis keys of the hold set `holds`: its tickets by expiry (a sorted set) and
+    their amounts (a hash; field "" is their total)."""
+    return f"{prefix}{holds}~exp", f"{prefix}{holds}~amt"
 
 
 class RedisCounters:
@@ -129,8 +136,11 @@ class RedisCounters:
         holds = op.hold_names()
         index = {name: i for i, name in enumerate(counters, 1)}
         hold_index = {name: i for i, name in enumerate(holds, 1)}
-        keys = [self._prefix + n for n in counters] + [self._prefix + n for n in holds]
+        keys = [self._prefix + n for n in counters]
+        for name in holds:
+            keys += hold_keys(self._prefix, name)
         args: list[str | int] = [_number(self._clock()), "", len(counters), len(holds)]
+        args.append(PRUNE_LIMIT)
         if claim is not None:
             keys.append(self._prefix + claim[0])
             args[1] = claim[1]
@@ -146,6 +156,9 @@ class RedisCounters:
         args.append(len(op.adds))
         for add in op.adds:
             args += [index[add.counter], add.amount, add.ttl or 0]
+        args.append(len(op.floors))
+        for floor in op.floors:
+            args += [index[floor.counter], floor.minimum, floor.ttl or 0]
         args.append(len(op.holds))
         for hold in op.holds:
             args += [hold_index[hold.holds], hold.ticket, hold.amount, _number(hold.expires)]
@@ -165,17 +178,8 @@ class RedisCounters:
         if status < 0:
             return Outcome(None, state)
         values = {names[before[i] - 1]: int(before[i + 1]) for i in range(0, len(before), 2)}
-        result = Result(status == 1, failed if failed >= 0 else None, values)
+        result = Result(passed=status == 1, failed=failed if failed >= 0 else None, values=values)
         return Outcome(result, state)
-
-
-@dataclass(slots=True)
-class _Batch:
-    """Changes counted locally that Redis must get once: under claim number `seq`."""
-
-    seq: int
-    op: Operation  # adds, holds and releases only
-    refused: int = 0  # pushes Redis answered with an error
 
 
 class SharedCounters:
@@ -214,10 +218,7 @@ class SharedCounters:
         self._state: Literal["off", "ok", "unreachable"] = "off" if url is None else "ok"
         self._since: float | None = None if url is None else clock()
         self._error: str | None = None
-        self._unsent: dict[str, tuple[int, int | None]] = {}  # counter -> (delta, ttl)
-        self._unsent_holds: dict[tuple[str, str], Hold] = {}
-        self._unsent_releases: dict[tuple[str, str], Release] = {}
-        self._batches: list[_Batch] = []  # may have reached Redis, or failed to push
+        self._pending = Pending(self._local, clock)
         self._next_attempt = -math.inf
         self._next_log = -math.inf
         self._logged = False  # the current outage was logged
@@ -261,10 +262,13 @@ class SharedCounters:
 
     def status(self) -> CountersStatus:
         """Where the counters live now."""
-        pending = len(self._unsent) + len(self._unsent_holds) + len(self._unsent_releases)
-        for batch in self._batches:
-            pending += len(batch.op.adds) + len(batch.op.holds) + len(batch.op.releases)
-        return CountersStatus(self._url is not None, self._state, self._since, pending, self._error)
+        return CountersStatus(
+            shared=self._url is not None,
+            redis=self._state,
+            since=self._since,
+            pending=self._pending.count(),
+            error=self._error,
+        )
 
     # -- operations --------------------------------------------------------------------------
 
@@ -275,9 +279,14 @@ class SharedCounters:
             return self._local.apply(op)
         if self._state != "ok":
             self._reconnect_soon()
+            known = {
+                (hold.holds, hold.ticket)
+                for hold in op.holds
+                if self._local.holding(hold.holds, hold.ticket)
+            }
             result = self._local.apply(op)
             if result.passed:
-                self._remember(op)
+                self._pending.remember(op, known)
             return result
         self._seq += 1
         seq = self._seq
@@ -288,7 +297,7 @@ class SharedCounters:
         except FAILURES as error:
             self._failed(error)
             result = self._local.apply(op)
-            self._batches.append(_Batch(seq, _changes(op) if result.passed else Operation()))
+            self._pending.keep_whole(seq, op if result.passed else None)
             return result
         self._mirror(outcome.after)
         if outcome.result is None:  # the number was claimed already: cannot happen
@@ -296,6 +305,13 @@ class SharedCounters:
         if outcome.result.passed and (op.holds or op.releases):
             self._local.apply(Operation(holds=op.holds, releases=op.releases))
         return outcome.result
+
+    def apply_local(self, op: Operation) -> Result:
+        """Apply `op` synchronously to the local counters: only without a URL (they are then
+        all there is). RuntimeError when networked (use `apply`)."""
+        if self._redis is not None:
+            raise RuntimeError("apply_local: the counters are shared through Redis")
+        return self._local.apply(op)
 
     async def values(self, names: Iterable[str]) -> dict[str, int | None]:
         """The counters' values (Redis's when reachable; the local value for a counter Redis
@@ -313,56 +329,15 @@ class SharedCounters:
 
     # -- the local copy ----------------------------------------------------------------------
 
-    def _outstanding(self) -> dict[str, int]:
-        """Per counter, what the local copy counted that Redis may not have yet."""
-        totals = {name: delta for name, (delta, _) in self._unsent.items()}
-        for batch in self._batches:
-            for add in batch.op.adds:
-                totals[add.counter] = totals.get(add.counter, 0) + add.amount
-        return totals
-
     def _mirror(self, after: Mapping[str, tuple[int, int]]) -> None:
         """Copy Redis's counters into the local copy (plus what Redis does not have yet)."""
         if not after:
             return
-        outstanding = self._outstanding() if self._unsent or self._batches else {}
         now = self._clock()
-        for name, (value, pttl) in after.items():
+        values = self._pending.on_top({name: value for name, (value, _) in after.items()})
+        for name, (_, pttl) in after.items():
             expires = now + pttl / 1000 if pttl >= 0 else None
-            self._local.put(name, value + outstanding.get(name, 0), expires=expires)
-
-    def _remember(self, op: Operation) -> None:
-        """Note what a locally applied `op` changed, for Redis later."""
-        for add in op.adds:
-            delta, ttl = self._unsent.get(add.counter, (0, None))
-            self._unsent[add.counter] = (delta + add.amount, add.ttl or ttl)
-        for hold in op.holds:
-            self._unsent_releases.pop((hold.holds, hold.ticket), None)
-            self._unsent_holds[hold.holds, hold.ticket] = hold
-        for release in op.releases:
-            self._unsent_holds.pop((release.holds, release.ticket), None)
-            self._unsent_releases[release.holds, release.ticket] = release
-
-    def _take_unsent(self) -> _Batch:
-        """Unsent changes (`BATCH_SIZE` at most) as one batch under a new claim number."""
-        now = self._clock()
-        adds: list[Add] = []
-        for name in list(itertools.islice(self._unsent, BATCH_SIZE)):
-            delta, ttl = self._unsent.pop(name)
-            expires = self._local.expires(name)
-            if expires is not None:
-                ttl = max(1, math.ceil(expires - now))
-            adds.append(Add(name, delta, ttl))
-        holds: list[Hold] = []
-        for key in list(itertools.islice(self._unsent_holds, BATCH_SIZE - len(adds))):
-            hold = self._unsent_holds.pop(key)
-            if hold.expires >= now:
-                holds.append(hold)
-        room = BATCH_SIZE - len(adds) - len(holds)
-        releases = [self._unsent_releases.pop(k) for k in list(self._unsent_releases)[:room]]
-        self._seq += 1
-        op = Operation(adds=tuple(adds), holds=tuple(holds), releases=tuple(releases))
-        return _Batch(self._seq, op)
+            self._local.put(name, values[name], expires=expires)
 
     # -- outages -----------------------------------------------------------------------------
 
@@ -420,12 +395,13 @@ class SharedCounters:
             async with asyncio.timeout(self._op_timeout):
                 await self._client.ping()
             while True:
-                if self._unsent or self._unsent_holds or self._unsent_releases:
-                    self._batches.append(self._take_unsent())
-                if not self._batches:
+                if self._pending.unsent():
+                    self._seq += 1
+                    self._pending.take(self._seq)
+                if not self._pending.batches:
                     break
-                batch = self._batches[0]
-                outstanding = self._outstanding()
+                batch = self._pending.batches[0]
+                outstanding = self._pending.outstanding()
                 seeds = {}
                 for name in batch.op.counter_names():
                     value = self._local.value(name)
@@ -441,9 +417,9 @@ class SharedCounters:
                     if batch.refused < MAX_REFUSALS:
                         raise
                     log.error("Redis refuses pending limit changes, dropped: %s", error)
-                    self._batches.remove(batch)
+                    self._pending.batches.remove(batch)
                     continue
-                self._batches.remove(batch)
+                self._pending.batches.remove(batch)
                 self._mirror(outcome.after)
                 pushed += 1
         except FAILURES as error:
@@ -459,8 +435,3 @@ class SharedCounters:
                 redacted(self._url),
                 pushed,
             )
-
-
-def _changes(op: Operation) -> Operation:
-    """What `op` changes, without its checks (it passed)."""
-    return Operation(adds=op.adds, holds=op.holds, releases=op.releases, seeds=op.seeds)

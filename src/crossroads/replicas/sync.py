@@ -50,13 +50,13 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from urllib.parse import urlsplit
 
 from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
+from crossroads.redis_url import redacted as redacted  # re-exported: tests import it here
 from crossroads.replicas.messages import (
     Keys,
     Message,
@@ -95,18 +95,6 @@ class SyncStatus:
     connected: bool
     peers: tuple[str, ...]  # live peers, sorted
     bad_messages: int  # peers' messages that could not be read
-
-
-def redacted(url: str) -> str:
-    """The URL without its password, for logs."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    user = f"{parts.username}:***@" if parts.username else "***@"
-    return parts._replace(netloc=user + host).geturl()
 
 
 class ReplicaSync:

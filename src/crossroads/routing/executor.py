@@ -55,6 +55,12 @@ class Executor:
         self, request: ChatRequest, body: dict[str, Any], ctx: RequestContext, plan: Plan
     ) -> dict[str, Any]:
         run = Run(self.sinks, plan, request, body, ctx, streamed=False)
+        try:
+            return await self._complete(run, body)
+        finally:  # whatever ended it (a bug of ours too), the request is recorded and settled
+            run.abandon()
+
+    async def _complete(self, run: Run, body: dict[str, Any]) -> dict[str, Any]:
         for endpoint in run.endpoints():
             since = time.perf_counter()
             try:

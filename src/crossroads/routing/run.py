@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from crossroads.accounting.money import to_pico, to_usd
-from crossroads.accounting.pricing import HARD_TOKEN_CAP, usage_cost
+from crossroads.accounting.pricing import HARD_TOKEN_CAP, billable_output, usage_cost
 from crossroads.errors import GatewayError
 from crossroads.providers.base import Completion, UpstreamError
 from crossroads.providers.reasoning import resolve_reasoning, strip_reasoning
@@ -36,10 +36,10 @@ class StatsSink(Protocol):
 
 
 class SpendSink(Protocol):
-    """Settles a request's admission ticket at its real cost (`limits.Limits`); whether the
-    charge was drawn from the account balance (it then gets a ledger row)."""
+    """Settles a request's admission ticket at its real cost in pico-USD (`limits.Limits`);
+    whether the charge was drawn from the account balance (it then gets a ledger row)."""
 
-    def settle(self, ticket: Ticket | None, *, cost: float, tokens: int) -> bool: ...
+    def settle(self, ticket: Ticket | None, *, cost: int, tokens: int) -> bool: ...
 
 
 class RecordSink(Protocol):
@@ -125,6 +125,7 @@ class Run:
         self.attempts: list[Attempt] = []
         self.errors: list[UpstreamError] = []
         self.skip_models: set[str] = set()
+        self.recorded = False  # `record` ran: the request is settled and its record submitted
         ctx.route = [e.id for e in plan.endpoints]  # the plan, for tracing
 
     def endpoints(self) -> Iterator[Endpoint]:
@@ -152,7 +153,8 @@ class Run:
         usage["cost"], usage["cost_details"] = usage_cost(usage, endpoint, finish)
         usage["is_byok"] = False
         ticket = self.ctx.ticket
-        if ticket is not None and ticket.reserved and to_pico(usage["cost"]) > ticket.reserved:
+        held = ticket is not None and (ticket.key_hold or ticket.balance)
+        if ticket is not None and held and to_pico(usage["cost"]) > ticket.reserved:
             # never more than admission held: a limit or balance is never overdrawn
             capped = f"cost {usage['cost']} capped at the {to_usd(ticket.reserved)} reserved"
             usage["cost"] = to_usd(ticket.reserved)
@@ -187,8 +189,12 @@ class Run:
         if isinstance(completion_details, dict):
             completion_details = usage["completion_tokens_details"] = dict(completion_details)
             reasoning = bound(completion_details, "reasoning_tokens", hard)
-        limit = self.request.completion_limit
-        cap = min(hard, limit + reasoning) if limit and not self.reasoning else hard
+        cap = billable_output(
+            endpoint,
+            prompt_tokens=prompt,
+            requested=self.request.completion_limit,
+            reasoning=self.reasoning,
+        )
         completion = bound(usage, "completion_tokens", cap)
         if isinstance(completion_details, dict) and reasoning > completion:
             bound(completion_details, "reasoning_tokens", completion)
@@ -330,8 +336,17 @@ class Run:
         )
         return error
 
+    def abandon(self) -> None:
+        """A request that ends before it was recorded (its stream never began, a bug): it
+        is recorded as cancelled, charged nothing, and its admission holds are released."""
+        if not self.recorded:
+            self.record(Outcome(latency_ms=elapsed_ms(self.ctx.started), cancelled=True))
+
     def record(self, outcome: Outcome) -> None:
         """Charge the key and submit the generation record: once per request."""
+        if self.recorded:
+            return
+        self.recorded = True
         usage = outcome.usage or {}
         cost = float(usage.get("cost") or 0.0)
         now = datetime.now(UTC)
@@ -339,7 +354,7 @@ class Run:
         provider = self.sinks.providers[endpoint.provider] if endpoint else None
         model = endpoint.model_id if endpoint else self.plan.requested[0]
         tokens = int(usage.get("total_tokens") or 0)
-        charged = self.sinks.spend.settle(ctx.ticket, cost=cost, tokens=tokens)
+        charged = self.sinks.spend.settle(ctx.ticket, cost=to_pico(cost), tokens=tokens)
         self.sinks.records.submit(
             GenerationRecord(
                 id=ctx.generation_id,

@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from crossroads.accounting.money import PICO, to_pico
 from crossroads.schema.accounts import LedgerEntry, LedgerKind, LedgerTotals
 from crossroads.storage.fit import RowFitter
-from crossroads.storage.tables import ledger
+from crossroads.storage.tables import ledger, ledger_totals
 
 _MAX_AMOUNT = 2**63 - 1  # BigInteger
 # Sums are taken in two parts (the amount's high and low 32 bits), each far from 64-bit
@@ -64,17 +64,28 @@ def charge_insert(dialect: str) -> sa.Insert:
     """INSERT of charges that skips a generation charged already."""
     insert: Any = (postgresql if dialect == "postgresql" else sqlite).insert(ledger)
     statement: sa.Insert = insert.on_conflict_do_nothing(index_elements=[ledger.c.generation_id])
-    return statement
+    return statement.returning(ledger.c.amount)  # the charges inserted, for the totals
+
+
+def count_in_totals(kind: str, amounts: Iterable[int]) -> sa.Update:
+    """The UPDATE that adds `amounts` (pico-USD, new rows of `kind`) to the ledger's totals;
+    to run in the transaction that inserted them."""
+    values = list(amounts)
+    t = ledger_totals.c
+    return (
+        ledger_totals.update()
+        .where(t.kind == kind)
+        .values(
+            high=t.high + sum(a // _SPLIT for a in values),
+            low=t.low + sum(a % _SPLIT for a in values),
+            rows=t.rows + len(values),
+        )
+    )
 
 
 def _utc(at: datetime) -> datetime:
     """`at` in UTC (a naive time, as SQLite returns it, is UTC already)."""
     return at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
-
-
-def _sum(kind: str) -> tuple[sa.ColumnElement[Any], sa.ColumnElement[Any]]:
-    amount = sa.case((ledger.c.kind == kind, ledger.c.amount), else_=0)
-    return sa.func.sum(amount // _SPLIT), sa.func.sum(amount % _SPLIT)
 
 
 def _whole(high: Any, low: Any) -> int:
@@ -110,20 +121,31 @@ class LedgerStore:
         async with self._engine.begin() as conn:
             result = await conn.execute(ledger.insert().returning(ledger.c.id), [row])
             entry_id = int(result.scalar_one())
+            await conn.execute(count_in_totals("credit", [amount]))
         return LedgerEntry(id=entry_id, **row)
 
     async def totals(self) -> LedgerTotals:
-        """Every credit and charge summed, exactly."""
-        credit_high, credit_low = _sum("credit")
-        charge_high, charge_low = _sum("charge")
-        credit_rows = sa.func.sum(sa.case((ledger.c.kind == "credit", 1), else_=0))
-        query = sa.select(credit_high, credit_low, charge_high, charge_low, credit_rows)
+        """Every credit and charge summed, exactly: two rows of `ledger_totals`, kept with
+        every insert (read every second by each replica; the ledger itself is not summed)."""
         async with self._engine.connect() as conn:
-            row = (await conn.execute(query)).one()
+            rows = {r.kind: r for r in await conn.execute(ledger_totals.select())}
+        credit, charge = rows.get("credit"), rows.get("charge")
         return LedgerTotals(
-            credits=_whole(row[0], row[1]),
-            charges=_whole(row[2], row[3]),
-            credit_rows=int(row[4] or 0),
+            credits=_whole(credit.high, credit.low) if credit else 0,
+            charges=_whole(charge.high, charge.low) if charge else 0,
+            credit_rows=int(credit.rows) if credit else 0,
+        )
+
+    async def summed(self) -> LedgerTotals:
+        """The same totals summed from the ledger's rows (a full scan: for checks only)."""
+        query = sa.select(ledger.c.kind, ledger.c.amount)
+        sums, counts = {"credit": 0, "charge": 0}, {"credit": 0, "charge": 0}
+        async with self._engine.connect() as conn:
+            for kind, amount in await conn.execute(query):
+                sums[kind] += int(amount)
+                counts[kind] += 1
+        return LedgerTotals(
+            credits=sums["credit"], charges=sums["charge"], credit_rows=counts["credit"]
         )
 
     async def entries(self, limit: int = 100) -> list[LedgerEntry]:

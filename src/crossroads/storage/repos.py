@@ -15,7 +15,7 @@ from crossroads.schema.generation import GenerationRecord
 from crossroads.schema.stats import BucketRow
 from crossroads.storage.apps import AppRows, clean_title, normalize_app_url
 from crossroads.storage.fit import RowFitter, refused_for_content
-from crossroads.storage.ledger import charge_insert, charge_rows
+from crossroads.storage.ledger import charge_insert, charge_rows, count_in_totals
 from crossroads.storage.rollups import USAGE_COLUMNS, count_usage, usage_params, usage_upsert
 from crossroads.storage.tables import api_keys, endpoint_buckets, generations, revisions
 
@@ -105,7 +105,8 @@ class GenerationStore:
                 await conn.execute(self._usage, usage_params(usage))
             charges = charge_rows(inserted)
             if charges:
-                await conn.execute(self._charges, charges)
+                charged = await conn.execute(self._charges, charges)
+                await conn.execute(count_in_totals("charge", [r.amount for r in charged]))
 
     @staticmethod
     async def _stored(conn: AsyncConnection, ids: Sequence[str]) -> set[str]:
@@ -130,15 +131,15 @@ class GenerationStore:
         return GenerationRecord(**row._mapping) if row else None
 
     async def spend_by_key(self, starts: Mapping[str, datetime]) -> dict[str, dict[str, float]]:
-        """USD spent per key: all time (`total`) and since each of `starts` (which has `daily`),
-        and `free_requests_today`: the day's requests to `:free` models."""
-        cost, at = generations.c.total_cost, generations.c.created_at
+        """USD spent per key: all time (`total`) and since each of `starts`. The database sums
+        the float costs (one fast pass at start); `accounting.keys.Usage` rounds each sum to
+        the pico. A cost that is not a finite number (or beyond +-1e300) counts as 0."""
+        raw, at = generations.c.total_cost, generations.c.created_at
+        cost = sa.case((raw.between(-1e300, 1e300), raw), else_=0.0)
         columns = [sa.func.sum(cost).label("total")] + [
             sa.func.sum(sa.case((at >= start, cost), else_=0.0)).label(name)
             for name, start in starts.items()
         ]
-        free_today = sa.and_(at >= starts["daily"], generations.c.model.like("%:free"))
-        columns.append(sa.func.sum(sa.case((free_today, 1), else_=0)).label("free_requests_today"))
         query = sa.select(generations.c.api_key_hash, *columns).group_by(generations.c.api_key_hash)
         async with self._engine.connect() as conn:
             rows = (await conn.execute(query)).all()

@@ -117,6 +117,18 @@ ledger = sa.Table(
     sa.UniqueConstraint("generation_id", name="uq_ledger_generation_id"),
 )
 
+# The ledger's sums per kind, kept in the transaction of every ledger insert: the balance
+# is read every second without summing the ledger. A sum is `high * 2**32 + low` (each part
+# summed apart, far from 64-bit overflow however many rows there are).
+ledger_totals = sa.Table(
+    "ledger_totals",
+    metadata,
+    sa.Column("kind", sa.String(16), primary_key=True),  # credit | charge
+    sa.Column("high", sa.BigInteger, nullable=False),
+    sa.Column("low", sa.BigInteger, nullable=False),
+    sa.Column("rows", sa.BigInteger, nullable=False),
+)
+
 # Live statistics' time buckets (telemetry/buckets.py), one row per replica, endpoint, grain
 # and bucket start: folded in by the background writer, reloaded at start.
 endpoint_buckets = sa.Table(

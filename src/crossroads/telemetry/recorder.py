@@ -214,7 +214,13 @@ class Recorder:
         recent = self._recent.get(generation_id)
         if recent is not None and not recent.http_referer:
             return recent
-        return await self._store.get(generation_id) or recent
+        try:
+            return await self._store.get(generation_id) or recent
+        except Exception:  # the database is down: the record in memory, without its app
+            if recent is None:
+                raise
+            log.warning("cannot read generation %s; answering from memory", generation_id)
+            return recent
 
     def stats(self) -> RecorderStats:
         segments = sum(1 for p in self._sealed if p.path is not None)

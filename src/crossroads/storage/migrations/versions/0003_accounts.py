@@ -59,14 +59,23 @@ def upgrade() -> None:
         sa.UniqueConstraint("generation_id", name="uq_ledger_generation_id"),
     )
     op.create_index("ix_ledger_created_at", "ledger", ["created_at"])
+    totals = op.create_table(
+        "ledger_totals",
+        sa.Column("kind", sa.String(16), primary_key=True),
+        sa.Column("high", sa.BigInteger, nullable=False),
+        sa.Column("low", sa.BigInteger, nullable=False),
+        sa.Column("rows", sa.BigInteger, nullable=False),
+    )
     revisions = op.create_table(
         "revisions",
         sa.Column("name", sa.String(64), primary_key=True),
         sa.Column("value", sa.BigInteger, nullable=False),
     )
-    assert apps is not None and revisions is not None
+    assert apps is not None and revisions is not None and totals is not None
     bind = op.get_bind()
     bind.execute(revisions.insert(), [{"name": "api_keys", "value": 0}])
+    empty = {"high": 0, "low": 0, "rows": 0}
+    bind.execute(totals.insert(), [{"kind": "charge", **empty}, {"kind": "credit", **empty}])
     _backfill_apps(bind, apps)
     op.create_index("ix_generations_app_id", "generations", ["app_id"])  # after the backfill
 
@@ -163,6 +172,7 @@ def _backfill_apps(bind: sa.Connection, apps: sa.Table) -> None:
 
 def downgrade() -> None:
     op.drop_table("revisions")
+    op.drop_table("ledger_totals")
     op.drop_index("ix_ledger_created_at", table_name="ledger")
     op.drop_table("ledger")
     op.drop_table("apps")
