@@ -9,11 +9,7 @@ is read from the 402 a key with a limit of 0 answers ("may cost up to $X"); the 
 
 from __future__ import annotations
 
-import os
 import re
-import signal
-import socket
-import subprocess
 import threading
 import time
 from collections import Counter
@@ -27,7 +23,7 @@ import httpx
 import pytest
 
 from crossroads.accounting.money import to_pico, to_usd
-from harness import HTTP, Server, Simulator, endpoint, free_port, provider
+from harness import HTTP, RedisProcess, Server, Simulator, endpoint, provider
 
 MODEL = "acme/meter"
 FREE = "acme/meter:free"
@@ -51,49 +47,6 @@ def config(sim: Simulator) -> dict[str, Any]:
             {"id": FREE, "endpoints": [endpoint("meter", 0, 0)]},
         ],
     }
-
-
-class RedisProcess:
-    """A redis-server of the test's own on a free port, without persistence: killed, it
-    comes back empty."""
-
-    def __init__(self) -> None:
-        self.port = free_port()
-        self.process: subprocess.Popen[bytes] | None = None
-        self.start()
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        self.process = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1"]
-            + ["--save", "", "--appendonly", "no"],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as s:
-                    s.sendall(b"PING\r\n")
-                    if s.recv(16).startswith(b"+PONG"):
-                        return
-            except OSError:
-                pass
-            assert time.monotonic() < deadline, "redis-server did not start"
-            time.sleep(0.02)
-
-    def kill(self) -> None:
-        assert self.process is not None
-        self.process.kill()
-        self.process.wait(5)
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            os.kill(self.process.pid, signal.SIGCONT)
-            self.kill()
 
 
 @pytest.fixture(scope="module")
