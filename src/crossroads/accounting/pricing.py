@@ -10,6 +10,7 @@ one endpoint (in pico-USD), for admission control.
 
 from __future__ import annotations
 
+import functools
 import math
 from decimal import ROUND_CEILING, Decimal, localcontext
 from typing import Any
@@ -147,14 +148,45 @@ def worst_case_cost(endpoint: Endpoint, *, prompt_tokens: int, max_output: int |
             if 0 <= threshold < most:
                 sizes.add(threshold)
     worst = Decimal(0)
+    plain = _plain_pricing(endpoint.pricing)
     with localcontext() as context:
         context.prec = 80  # exact: prices have few digits, counts at most 8
         for size in sizes:
-            prices = _override_prices(endpoint, size)
-            cost = (
-                size * _worst_price(prices, _PROMPT_PRICES)
-                + max(_d(prices, "request"), Decimal(0))
-                + output * _worst_price(prices, _COMPLETION_PRICES)
-            ) * (Decimal(1) - _d(prices, "discount"))
+            if plain is not None:  # no overrides: the unit prices, read once per pricing
+                prompt, request, completion, factor = _unit_prices(plain)
+            else:
+                prompt, request, completion, factor = _units(_override_prices(endpoint, size))
+            cost = (size * prompt + request + output * completion) * factor
             worst = max(worst, cost)
         return int((worst * PICO).to_integral_value(rounding=ROUND_CEILING))
+
+
+_Units = tuple[Decimal, Decimal, Decimal, Decimal]
+
+
+def _units(prices: dict[str, Any]) -> _Units:
+    """The dearest prompt token, the request price, the dearest completion token, and
+    what is left after the discount."""
+    return (
+        _worst_price(prices, _PROMPT_PRICES),
+        max(_d(prices, "request"), Decimal(0)),
+        _worst_price(prices, _COMPLETION_PRICES),
+        Decimal(1) - _d(prices, "discount"),
+    )
+
+
+def _plain_pricing(pricing: dict[str, Any]) -> tuple[tuple[str, Any], ...] | None:
+    """A pricing without `overrides` as a hashable key (None for one with overrides, or a
+    value that is not a plain price)."""
+    if "overrides" in pricing:
+        return None
+    items = tuple(sorted(pricing.items()))
+    return items if all(isinstance(v, str | int | float | None) for _, v in items) else None
+
+
+@functools.lru_cache(maxsize=4096)
+def _unit_prices(pricing: tuple[tuple[str, Any], ...]) -> _Units:
+    """`_units` of a plain pricing, remembered: admission asks for it on every request."""
+    with localcontext() as context:
+        context.prec = 80
+        return _units(dict(pricing))

@@ -19,6 +19,7 @@ on an installation that does not enforce its balance, costs admission next to no
 from __future__ import annotations
 
 import asyncio
+import functools
 import math
 import secrets
 from collections.abc import Callable, Iterable
@@ -60,6 +61,7 @@ def _day(at: datetime) -> str:
     return at.strftime("%Y%m%d")
 
 
+@functools.lru_cache(maxsize=1024)
 def limit_pico(usd: float) -> int:
     """A key's stored `limit` (USD) as the cap its spend is checked against, in pico-USD;
     never raises: a limit beyond `MAX_CAP` (the API and CLI refuse one above 9 million USD,
