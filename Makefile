@@ -25,6 +25,7 @@ run: install
 test: $(VENV)/.installed-test
 	scripts/ensure-postgres
 	scripts/ensure-redis
+	scripts/ensure-chromium
 	$(BIN)/ruff check src tests bench scripts
 	$(BIN)/ruff format --check src tests bench scripts
 	$(BIN)/mypy

@@ -29,6 +29,8 @@ from harness import (
     temporary_postgres,
 )
 
+pytest_plugins = ("browser",)  # the website's browser fixtures (tests/browser.py)
+
 ALL_PARAMS = [
     "max_tokens",
     "temperature",

@@ -17,6 +17,7 @@ from crossroads.api.observe import Observe
 from crossroads.errors import GatewayError
 from crossroads.gateway import Gateway
 from crossroads.settings import Settings
+from crossroads.web import Pages, web_routes
 
 # Every error a client sees is rendered by `render_error`: a route raises `GatewayError`,
 # Starlette raises `HTTPException` (404 for an unknown path, 405 for a wrong method), and
@@ -47,7 +48,7 @@ def create_app(settings: Settings, gateway: Gateway | None = None) -> Starlette:
             await gateway.stop()
 
     app = Starlette(
-        routes=api_routes(),
+        routes=[*api_routes(), *web_routes()],  # the API's routes first: they always win
         lifespan=lifespan,
         middleware=[Middleware(Observe, gateway=gateway)],  # overhead header, access log, span
         exception_handlers={
@@ -56,5 +57,6 @@ def create_app(settings: Settings, gateway: Gateway | None = None) -> Starlette:
         },
     )
     app.state.gateway = gateway
+    app.state.pages = Pages()  # the website's templates
     app.state.on_started = lambda gw: None
     return app

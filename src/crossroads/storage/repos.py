@@ -130,6 +130,19 @@ class GenerationStore:
             row = (await conn.execute(query)).first()
         return GenerationRecord(**row._mapping) if row else None
 
+    async def recent(self, api_key_hash: str | None, limit: int) -> list[GenerationRecord]:
+        """The newest `limit` records, newest first: those of the key `api_key_hash`, or
+        every key's when it is None (a management key's view). Times are UTC-aware (SQLite
+        gives them back naive)."""
+        query = generations.select().order_by(
+            generations.c.created_at.desc(), generations.c.id.desc()
+        )
+        if api_key_hash is not None:
+            query = query.where(generations.c.api_key_hash == api_key_hash)
+        async with self._engine.connect() as conn:
+            rows = (await conn.execute(query.limit(limit))).all()
+        return [GenerationRecord.from_row(dict(row._mapping)) for row in rows]  # times in UTC
+
     async def spend_by_key(self, starts: Mapping[str, datetime]) -> dict[str, dict[str, float]]:
         """USD spent per key: all time (`total`) and since each of `starts`. The database sums
         the float costs (one fast pass at start); `accounting.keys.Usage` rounds each sum to

@@ -79,6 +79,17 @@ class EffectivePrice:
     completion_tokens: int
 
 
+@dataclass(frozen=True, slots=True)
+class SeriesPoint:
+    """One bucket of one endpoint's history, every layer merged (`LiveStats.series`)."""
+
+    start: int  # epoch seconds (UTC) the bucket starts at
+    requests: int  # attempts counted: ok, failed and rate-limited
+    uptime: float | None  # percent of ok among ok + failed, 2 decimals; None without any
+    latency_p50: float | None  # ms to the first token, median of the ok attempts
+    throughput_p50: float | None  # tokens/s after the first token, median of the ok attempts
+
+
 def grain_for(window: float) -> Grain:
     """The finest grain whose ring covers the window (days when none does)."""
     for grain in GRAINS:
@@ -215,6 +226,36 @@ class LiveStats:
                     day.merge(bucket)
             date = datetime.fromtimestamp(start, UTC).date().isoformat()
             out.append(DayUptime(date=date, uptime=day.uptime(), requests=day.requests))
+        return out
+
+    def series(self, endpoint_id: str, grain: str = "hour") -> list[SeriesPoint]:
+        """One point per bucket of `grain` ("minute" | "hour" | "day") still in its ring,
+        oldest first, the current (partial) bucket last: 60 minutes, 25 hours or 31 days.
+        A bucket without attempts is a point with 0 requests and None figures."""
+        found = GRAIN_BY_NAME.get(grain)
+        if found is None:
+            raise ValueError(f"unknown grain {grain!r}: one of {', '.join(GRAIN_BY_NAME)}")
+        current = found.start(self._clock())
+        buckets = [ring.buckets[found.name] for ring in self._rings(endpoint_id)]
+        out: list[SeriesPoint] = []
+        for back in range(found.length - 1, -1, -1):
+            start = current - back * found.seconds
+            merged = Bucket()
+            for ring in buckets:
+                bucket = ring.get(start)
+                if bucket is not None:
+                    merged.merge(bucket)
+            latency = merged.latency.quantiles((0.5,))
+            speed = merged.throughput.quantiles((0.5,))
+            out.append(
+                SeriesPoint(
+                    start=start,
+                    requests=merged.requests,
+                    uptime=merged.uptime(),
+                    latency_p50=None if latency is None else latency[0],
+                    throughput_p50=None if speed is None else speed[0],
+                )
+            )
         return out
 
     def _rings(self, endpoint_id: str) -> list[Ring]:
@@ -367,5 +408,6 @@ __all__ = [
     "DayUptime",
     "EffectivePrice",
     "LiveStats",
+    "SeriesPoint",
     "grain_for",
 ]
