@@ -1,12 +1,13 @@
 """Real headless Chromium for the website's browser tests (tests/test_web_browser*.py).
 
 Debian's `/usr/bin/chromium` (installed by `scripts/ensure-chromium`), driven by Playwright
-for Python with `executable_path`: no browser is ever downloaded. A test module brings these
-fixtures in with `pytest_plugins = ("browser",)` (importing this module itself only under
-TYPE_CHECKING, so that pytest rewrites its assertions) and defines a `base_url` fixture:
-its server's address, "http://127.0.0.1:port".
+for Python with `executable_path`: no browser is ever downloaded. conftest.py brings these
+fixtures in as a plugin (`pytest_plugins`; test modules import this module only under
+TYPE_CHECKING, so that pytest rewrites its assertions); a test module defines a `base_url`
+fixture: its server's address, "http://127.0.0.1:port".
 
-- `browser`: one Playwright and one Chromium per session.
+- `browser`: one Playwright and one Chromium per test module (Playwright's sync API runs
+  an event loop in this thread while it is open: the asyncio tests after must find none).
 - `watched`: makes watched pages (`Watched`): each in a fresh browser context of its own
   (its own localStorage, cookies and clipboard), recording console errors, uncaught
   exceptions and failed requests (a network failure or an answer of 400 or more). The

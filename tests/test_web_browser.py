@@ -194,21 +194,25 @@ def test_tabs_switch_by_link_and_keyboard(page: Watched) -> None:
     _on_tab(page, "overview")
     p.click("#tab-providers")
     _on_tab(page, "providers")
-    p.focus('[role="tab"][aria-selected="true"]')
-    p.keyboard.press("ArrowRight")
-    _on_tab(page, "performance")
-    p.focus('[role="tab"][aria-selected="true"]')
-    p.keyboard.press("End")
-    _on_tab(page, "api")
-    p.focus('[role="tab"][aria-selected="true"]')
-    p.keyboard.press("ArrowRight")  # wraps around
-    _on_tab(page, "overview")
-    p.focus('[role="tab"][aria-selected="true"]')
-    p.keyboard.press("ArrowLeft")
-    _on_tab(page, "api")
-    p.focus('[role="tab"][aria-selected="true"]')
-    p.keyboard.press("Home")
-    _on_tab(page, "overview")
+    p.focus('[role="tab"][aria-selected="true"]')  # once: each new page keeps the focus
+    for key, tab in (
+        ("ArrowRight", "performance"),
+        ("End", "api"),
+        ("ArrowRight", "overview"),  # wraps around
+        ("ArrowLeft", "api"),
+        ("Home", "overview"),
+    ):
+        p.wait_for_function(
+            "document.activeElement?.getAttribute('aria-selected') === 'true'"
+        )  # the selected tab of the page just loaded has the focus
+        p.keyboard.press(key)
+        _on_tab(page, tab)
+    assert (
+        p.evaluate(
+            "[...document.querySelectorAll('[role=tab]')].filter(t => t.tabIndex === 0).length"
+        )
+        == 1
+    )  # one tab stop: the selected tab
     page.assert_clean()
 
 
@@ -370,6 +374,20 @@ def test_sign_in_refuses_an_unknown_key(watched: OpenPage) -> None:
     assert urlsplit(p.url).path == "/account/sign-in"
     assert p.evaluate("() => localStorage.length") == 0
     assert len(page.problems) >= 1  # the refusal was seen, and expected
+    page.assert_clean()
+
+
+@pytest.mark.parametrize("target", ["/%09/evil.example", "//evil.example", "https://evil.example"])
+def test_sign_in_never_sends_the_person_off_site(
+    watched: OpenPage, site: Server, target: str
+) -> None:
+    page = watched()
+    p = page.page
+    page.goto(f"/account/sign-in?next={target}")
+    p.fill("#api-key", site.api_key or "")
+    p.click("#sign-in-submit")
+    p.wait_for_url(lambda url: urlsplit(url).path == "/account")
+    assert urlsplit(p.url).netloc == urlsplit(site.url("/")).netloc
     page.assert_clean()
 
 

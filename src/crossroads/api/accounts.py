@@ -36,7 +36,7 @@ _MAX_BODY = 65536  # a key's fields
 
 
 async def get_generation(request: Request) -> Response:
-    key = await _authenticate(request, kind="any")
+    key = await fresh_key(request, kind="any")
     generation_id = request.query_params.get("id")
     if not generation_id:
         raise GatewayError(400, "Query parameter 'id' is required")
@@ -64,7 +64,7 @@ def _public(key: ApiKey, usage: KeyUsage) -> dict[str, Any]:
 
 
 async def current_key(request: Request) -> Response:
-    key = await _authenticate(request, kind="any")
+    key = await fresh_key(request, kind="any")
     gateway = gateway_of(request)
     limits = gateway.limits
     data = await public_key(gateway, key)
@@ -184,11 +184,11 @@ def _update_fields(body: Any) -> dict[str, Any]:
 
 
 async def management_key(request: Request) -> ApiKey:
-    """The caller's management key, as stored now (see `_authenticate`)."""
-    return await _authenticate(request, kind="management")
+    """The caller's management key, as stored now (see `fresh_key`)."""
+    return await fresh_key(request, kind="management")
 
 
-async def _authenticate(request: Request, *, kind: KeyKind) -> ApiKey:
+async def fresh_key(request: Request, *, kind: KeyKind) -> ApiKey:
     """`authenticate`, where a management key is checked against the store first: the
     management key may have been rotated by another process (`crossroads keys
     rotate-management`). An API key, the common case, is checked in memory only."""

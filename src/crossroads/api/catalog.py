@@ -272,7 +272,7 @@ def _filters(query: ModelsQuery, catalog: Catalog, now: float) -> list[Check]:
     return checks
 
 
-def _filtered_models(catalog: Catalog, query: ModelsQuery) -> list[Model]:
+def filtered_models(catalog: Catalog, query: ModelsQuery) -> list[Model]:
     checks = _filters(query, catalog, time.time())
     return [m for m in catalog.models.values() if all(check(m) for check in checks)]
 
@@ -312,7 +312,7 @@ def _sort_key(
     return _index_of(_INDEX_SORTS[sort]), True
 
 
-def _sorted(
+def sorted_models(
     models: list[Model], sort: Sort | None, stats: LiveStats, popularity: Popularity
 ) -> list[Model]:
     """`models` in the order `sort` asks for; models without a figure for it come last, and
@@ -343,8 +343,8 @@ async def list_models(request: Request) -> Response:
     query = _models_query(request)
     gateway = gateway_of(request)
     popularity = gateway.rollups.popularity()
-    models = _sorted(
-        _filtered_models(gateway.catalog, query), query.sort, gateway.stats, popularity
+    models = sorted_models(
+        filtered_models(gateway.catalog, query), query.sort, gateway.stats, popularity
     )
     total = len(models)
     next_link = None
@@ -359,7 +359,7 @@ async def list_models(request: Request) -> Response:
 
 async def count_models(request: Request) -> Response:
     query = _models_query(request)
-    models = _filtered_models(gateway_of(request).catalog, query)
+    models = filtered_models(gateway_of(request).catalog, query)
     return JSON({"data": {"count": len(models)}})
 
 

@@ -16,7 +16,7 @@ from msgspec import Meta, Struct
 from starlette.requests import Request
 from starlette.responses import Response
 
-from crossroads.api.accounts import _authenticate
+from crossroads.api.accounts import fresh_key
 from crossroads.api.http import JSON, gateway_of, parse_query
 from crossroads.storage.repos import GenerationStore
 
@@ -31,7 +31,7 @@ class GenerationsQuery(Struct, kw_only=True):
 
 
 async def list_generations(request: Request) -> Response:
-    key = await _authenticate(request, kind="any")
+    key = await fresh_key(request, kind="any")
     query = parse_query(request.query_params, GenerationsQuery)
     store = GenerationStore(gateway_of(request).engine)  # cheap: statements, no connection
     records = await store.recent(None if key.is_management else key.hash, query.limit)

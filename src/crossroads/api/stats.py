@@ -86,7 +86,7 @@ class RankingsQuery(Struct, kw_only=True):
     week: str | None = None
 
 
-def _today() -> date:
+def utc_today() -> date:
     return datetime.now(UTC).date()
 
 
@@ -155,7 +155,7 @@ def _unavailable(error: Exception) -> GatewayError:
 async def model_daily(request: Request) -> Response:
     query = parse_query(request.query_params, DailyQuery)
     model = _model(request)
-    last = _today()
+    last = utc_today()
     first = last - timedelta(days=query.days - 1)
     try:
         found = await gateway_of(request).rollups.daily(model.id, first=first, last=last)
@@ -168,10 +168,10 @@ async def model_daily(request: Request) -> Response:
     return JSON({"data": {"model": model.id, "days": days}})
 
 
-def _month(text: str | None) -> tuple[date, date]:
+def month_span(text: str | None) -> tuple[date, date]:
     """The first and last day of a YYYY-MM month (default: the current one)."""
     if text is None:
-        today = _today()
+        today = utc_today()
         year, month = today.year, today.month
     else:
         found = _MONTH.match(text)
@@ -189,7 +189,7 @@ def _month(text: str | None) -> tuple[date, date]:
 
 async def apps(request: Request) -> Response:
     query = parse_query(request.query_params, AppsQuery)
-    first, last = _month(query.month)
+    first, last = month_span(query.month)
     gateway = gateway_of(request)
     model = None
     if query.model is not None:  # every distinct string would be a query: only real models
@@ -203,10 +203,10 @@ async def apps(request: Request) -> Response:
     return JSON({"data": {"month": month, "model": model, "apps": rows}})
 
 
-def _week(text: str | None) -> date:
+def week_start(text: str | None) -> date:
     """The Monday a week starts on (default: the current week's)."""
     if text is None:
-        today = _today()
+        today = utc_today()
         return today - timedelta(days=today.weekday())
     try:
         if not _DATE.match(text):
@@ -227,7 +227,7 @@ def _week(text: str | None) -> date:
 
 async def rankings(request: Request) -> Response:
     query = parse_query(request.query_params, RankingsQuery)
-    monday = _week(query.week)
+    monday = week_start(query.week)
     try:
         found = await gateway_of(request).rollups.models(
             first=monday, last=monday + timedelta(days=6)

@@ -79,14 +79,16 @@ def _style(count: int) -> Style:
     )
 
 
-def _has_values(series: Sequence[Series]) -> bool:
-    return any(v is not None and v != 0 for s in series for v in s.values)
+def _has_values(series: Sequence[Series], *, zero: bool = False) -> bool:
+    """Whether anything is to be drawn: a value (with `zero`, a 0 counts: 0 % uptime is
+    a figure; a bar of 0 is not)."""
+    return any(v is not None and (zero or v != 0) for s in series for v in s.values)
 
 
 def _clean(svg: str, title: str) -> Markup:
     """pygal's SVG without its inline script and comments, titled for assistive tech."""
     svg = _SCRIPT.sub("", _COMMENT.sub("", svg))
-    svg = _TITLE.sub(f"<title>{escape(title)}</title>", svg, count=1)
+    svg = _TITLE.sub(lambda _: f"<title>{escape(title)}</title>", svg, count=1)
     svg = svg.replace("<svg ", f'<svg role="img" aria-label="{escape(title)}" ', 1)
     return Markup(svg)  # noqa: S704 - pygal's own output, every label escaped by it
 
@@ -127,11 +129,11 @@ def line_chart(
     y_range: tuple[float, float] | None = None,
 ) -> Chart | None:
     """Lines over `labels` (gaps where a value is None); None when there is no value."""
-    if not _has_values(series):
+    if not _has_values(series, zero=True):
         return None
     extra: dict[str, object] = {
         "allow_interruptions": True,
-        "dots_size": 3,
+        "show_dots": False,  # a dot per point costs drawing time and says little here
         "show_minor_x_labels": major_every is None,
     }
     if major_every is not None:

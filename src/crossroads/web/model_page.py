@@ -28,7 +28,7 @@ from crossroads.web.figures import read_usage
 from crossroads.web.model_tabs import TAB_BY_SLUG, TABS, Tab, TabContent
 from crossroads.web.model_view import ModelView, endpoint_rows, model_view, weekly_tokens
 from crossroads.web.samples import api_samples, reasoning_sample
-from crossroads.web.templating import not_found, render
+from crossroads.web.templating import not_found, pages_of, render
 from crossroads.web.urls import api_base_url, is_api_path, model_href
 
 HISTORY_DAYS = model_tabs.ACTIVITY_DAYS  # the daily usage read for the header and Activity
@@ -79,12 +79,18 @@ async def _content(
     slug = tab.slug
     if slug == "overview":
         return model_tabs.overview(view, model.info)
+    # Charts are drawn at most once a minute per tab, and again as soon as a provider has
+    # its first figures or the usage its first day (a first look never hides them).
+    charts = pages_of(request).charts
+    measured = "".join("1" if row.requests else "0" for row in view.endpoints)
+    used = str(sum(1 for usage in (daily or {}).values() if usage.requests))
+    key = (model.id, slug, measured, used)
     if slug == "performance":
-        return model_tabs.performance(view.endpoints, gateway.stats)
+        return charts(key, lambda: model_tabs.performance(view.endpoints, gateway.stats))
     if slug == "uptime":
-        return model_tabs.uptime(view.endpoints, gateway.stats)
+        return charts(key, lambda: model_tabs.uptime(view.endpoints, gateway.stats))
     if slug == "activity":
-        return model_tabs.activity(daily, today)
+        return charts(key, lambda: model_tabs.activity(daily, today))
     if slug == "apps":
         found = await read_usage(
             gateway.rollups.apps(first=_month_start(today), last=today, model=model.id)

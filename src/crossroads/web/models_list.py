@@ -21,7 +21,7 @@ from urllib.parse import urlencode
 from starlette.requests import Request
 from starlette.responses import Response
 
-from crossroads.api.catalog import ModelsQuery, Sort, _filtered_models, _sorted
+from crossroads.api.catalog import ModelsQuery, Sort, filtered_models, sorted_models
 from crossroads.api.http import gateway_of
 from crossroads.catalog import Catalog, Model
 from crossroads.web.figures import is_free, model_usable
@@ -275,10 +275,10 @@ async def models_page(request: Request) -> Response:
     choices = Choices.of(catalog)
     filters, problems = parse_filters(request.query_params, choices)
     popularity = gateway.rollups.popularity()
-    found = _filtered_models(catalog, filters.api_query())
+    found = filtered_models(catalog, filters.api_query())
     if filters.usable:
         found = [m for m in found if model_usable(m, catalog)]
-    found = _sorted(found, SORTS[filters.sort][1], gateway.stats, popularity)
+    found = sorted_models(found, SORTS[filters.sort][1], gateway.stats, popularity)
     total = len(found)
     pages = max(1, math.ceil(total / PAGE_SIZE))
     page = min(filters.page, pages)

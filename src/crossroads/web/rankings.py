@@ -18,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from crossroads.api.http import gateway_of
-from crossroads.api.stats import _month, _today, _week
+from crossroads.api.stats import month_span, utc_today, week_start
 from crossroads.catalog import Catalog
 from crossroads.errors import GatewayError
 from crossroads.storage import AppUsage, ModelUsage, Usage
@@ -115,7 +115,7 @@ def _month_url(first: date) -> str:
 
 
 def week_of(monday: date) -> Period:
-    this_week = _week(None)
+    this_week = week_start(None)
     sunday = monday + timedelta(days=6)
     return Period(
         first=monday,
@@ -135,19 +135,19 @@ def month_of(first: date, last: date) -> Period:
         last=last,
         label=f"{first:%B %Y}",
         previous=_month_url(previous),
-        next=None if following > _today() else _month_url(following),
-        current=first <= _today() <= last,
+        next=None if following > utc_today() else _month_url(following),
+        current=first <= utc_today() <= last,
     )
 
 
 async def rankings_page(request: Request) -> Response:
     gateway = gateway_of(request)
     try:
-        monday = _week(request.query_params.get("week"))
+        monday = week_start(request.query_params.get("week"))
     except GatewayError as error:
         return render(request, "rankings.html", status_code=400, error=error.message)
     week = week_of(monday)
-    month = month_of(*_month(None))
+    month = month_of(*month_span(None))
     models = await read_usage(gateway.rollups.models(first=week.first, last=week.last))
     apps = await read_usage(gateway.rollups.apps(first=month.first, last=month.last))
     return render(
@@ -164,7 +164,7 @@ async def rankings_page(request: Request) -> Response:
 async def apps_page(request: Request) -> Response:
     gateway = gateway_of(request)
     try:
-        month = month_of(*_month(request.query_params.get("month")))
+        month = month_of(*month_span(request.query_params.get("month")))
     except GatewayError as error:
         return render(request, "apps.html", status_code=400, error=error.message)
     found = await read_usage(gateway.rollups.apps(first=month.first, last=month.last))

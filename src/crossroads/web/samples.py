@@ -9,6 +9,7 @@ strings, which are valid string literals in all four languages.
 from __future__ import annotations
 
 import json
+import shlex
 from dataclasses import dataclass
 
 KEY_VARIABLE = "CROSSROADS_API_KEY"
@@ -37,7 +38,7 @@ def curl(base: str, model: str) -> str:
     message = json.dumps({"role": "user", "content": QUESTION})
     body = f'{{\n  "model": {_q(model)},\n  "messages": [\n    {message}\n  ]\n}}'
     return (
-        f"curl {base}/chat/completions \\\n"
+        f"curl {shlex.quote(base + '/chat/completions')} \\\n"
         '  -H "Content-Type: application/json" \\\n'
         f'  -H "Authorization: Bearer ${KEY_VARIABLE}" \\\n'
         f'  -H "HTTP-Referer: {APP_URL}" \\\n'

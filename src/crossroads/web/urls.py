@@ -6,19 +6,6 @@ from urllib.parse import quote
 
 from starlette.requests import Request
 
-MODEL_TABS = (
-    "overview",
-    "playground",
-    "providers",
-    "performance",
-    "pricing",
-    "benchmarks",
-    "apps",
-    "activity",
-    "uptime",
-    "api",
-)
-
 
 def model_href(model_id: str, tab: str | None = None) -> str:
     """The page of a model ("/openai/gpt-oss-120b:free"), or one of its tabs

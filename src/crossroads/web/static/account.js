@@ -33,7 +33,14 @@
   /* A same-site path to go to after signing in (never another origin). */
   function nextPath() {
     const next = new URLSearchParams(window.location.search).get("next") || "";
-    return /^\/(?![/\\])/.test(next) ? next : "/account";
+    let target;
+    try {
+      target = new URL(next, window.location.origin);
+    } catch (error) {
+      return "/account";
+    }
+    if (!next.startsWith("/") || target.origin !== window.location.origin) return "/account";
+    return target.pathname + target.search + target.hash;
   }
 
   function text(value) {

@@ -121,10 +121,25 @@
   }
 
   // -- tabs: role=tablist of links; arrow keys, Home and End move the focus and follow
-  //    the link (each tab is its own page).
+  //    the link (each tab is its own page). One tab stop: the selected tab; after a
+  //    keyboard move the new page puts the focus back on its selected tab.
+  var TAB_FOCUS = "crossroads.tabFocus";
+
   function setUpTabs() {
     document.querySelectorAll('[role="tablist"]').forEach(function (list) {
       var tabs = Array.prototype.slice.call(list.querySelectorAll('[role="tab"]'));
+      tabs.forEach(function (tab) {
+        if (tab.getAttribute("aria-selected") !== "true") tab.setAttribute("tabindex", "-1");
+      });
+      var selected = list.querySelector('[role="tab"][aria-selected="true"]');
+      try {
+        if (selected && window.sessionStorage.getItem(TAB_FOCUS)) {
+          window.sessionStorage.removeItem(TAB_FOCUS);
+          selected.focus();
+        }
+      } catch (error) {
+        /* storage unavailable: the focus stays where the browser puts it */
+      }
       tabs.forEach(function (tab, index) {
         tab.addEventListener("keydown", function (event) {
           var next = null;
@@ -143,6 +158,11 @@
           event.preventDefault();
           next.focus();
           if (next.href) {
+            try {
+              window.sessionStorage.setItem(TAB_FOCUS, "1");
+            } catch (error) {
+              /* storage unavailable */
+            }
             window.location.assign(next.href);
           }
         });
