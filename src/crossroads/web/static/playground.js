@@ -73,6 +73,7 @@
     send.disabled = on;
     stop.disabled = !on;
     form.setAttribute("aria-busy", on ? "true" : "false");
+    answer.setAttribute("aria-busy", on ? "true" : "false"); // announced once, when done
   }
 
   form.addEventListener("submit", async (event) => {
