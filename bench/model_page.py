@@ -7,8 +7,10 @@ endpoints and a day of live statistics for each, in process (no network, no brow
 The app is built as `crossroads serve` builds it (a temporary SQLite database, the
 lifespan run); the statistics are fed through `LiveStats.observe` with a clock that walks
 through the past 24 hours, one sample per endpoint every 10 minutes. Each tab is
-requested `--rounds` times through Starlette's test client; the median and the slowest
-are printed in milliseconds. Target: under 50 ms for every tab.
+requested `--rounds` times through Starlette's test client; the first request (charts
+drawn), the median and the slowest are printed in milliseconds. Charts are drawn at most
+once a minute per tab, so the first request is the one that draws them. Target: under
+50 ms for every tab, the first request included.
 """
 
 from __future__ import annotations
@@ -17,7 +19,6 @@ import argparse
 import statistics
 import tempfile
 import time
-from pathlib import Path
 
 from starlette.testclient import TestClient
 
@@ -104,11 +105,13 @@ def main() -> None:
             feed(gateway.stats, clock)
             gateway.stats._clock = time.time  # noqa: SLF001
             print(f"model page of {MODEL}: {ENDPOINTS} endpoints, a day of statistics")
-            print("| tab | median | slowest |")
-            print("|---|---|---|")
+            print("| tab | first (charts drawn) | median | slowest |")
+            print("|---|---|---|---|")
             for tab in TABS:
                 path = f"/{MODEL}{tab}"
-                assert client.get(path).status_code == 200, path  # warm up
+                started = time.perf_counter()
+                assert client.get(path).status_code == 200, path
+                first = (time.perf_counter() - started) * 1000
                 times = []
                 for _ in range(args.rounds):
                     started = time.perf_counter()
@@ -116,8 +119,8 @@ def main() -> None:
                     times.append((time.perf_counter() - started) * 1000)
                     assert response.status_code == 200
                 name = tab.strip("/") or "overview"
-                print(f"| {name} | {statistics.median(times):.1f} ms | {max(times):.1f} ms |")
-    Path(folder).exists()
+                median, slowest = statistics.median(times), max(times)
+                print(f"| {name} | {first:.1f} ms | {median:.1f} ms | {slowest:.1f} ms |")
 
 
 if __name__ == "__main__":

@@ -104,9 +104,9 @@ class GenerationStore:
             if usage:
                 await conn.execute(self._usage, usage_params(usage))
             charges = charge_rows(inserted)
-            if charges:
-                charged = await conn.execute(self._charges, charges)
-                await conn.execute(count_in_totals("charge", [r.amount for r in charged]))
+            if charges:  # one per generation inserted just now: none can be there already
+                await conn.execute(self._charges, charges)
+                await conn.execute(count_in_totals("charge", [c["amount"] for c in charges]))
 
     @staticmethod
     async def _stored(conn: AsyncConnection, ids: Sequence[str]) -> set[str]:
