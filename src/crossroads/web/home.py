@@ -12,11 +12,11 @@ import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-import sqlalchemy as sa
 from starlette.requests import Request
 from starlette.responses import Response
 
 from crossroads.gateway import Gateway
+from crossroads.web.figures import read_usage
 from crossroads.web.templating import render
 from crossroads.web.urls import api_base_url, model_href
 
@@ -54,12 +54,10 @@ async def top_models(gateway: Gateway, *, limit: int = TOP_MODELS) -> list[TopMo
     """The models with the most tokens over the last 7 UTC days (today included), from the
     usage rollups; None when they cannot be read."""
     today = datetime.now(UTC).date()
-    try:
-        found = await gateway.rollups.models(
-            first=today - timedelta(days=WEEK_DAYS - 1), last=today
-        )
-    except (sa.exc.SQLAlchemyError, OSError) as error:
-        log.error("cannot read usage rollups: %s", error)
+    found = await read_usage(
+        gateway.rollups.models(first=today - timedelta(days=WEEK_DAYS - 1), last=today)
+    )
+    if found is None:
         return None
     rows: list[TopModel] = []
     for used in found:
