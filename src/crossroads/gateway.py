@@ -88,6 +88,7 @@ class Gateway:
     counters: SharedCounters  # the limits' counters: per process, or shared through Redis
     ledger: LedgerStore  # credits added and charges drawn from the balance
     activity: ActivityStore  # GET /activity: usage per day, model and endpoint
+    generations: GenerationStore  # the stored records: spend at start, GET /generations
     generated_management_key: str | None = field(default=None)
     created: int = 0
     _discovery: asyncio.Task[None] | None = field(default=None)
@@ -138,8 +139,9 @@ class Gateway:
             clock=time.time,
         )
         data = Path(settings.data_dir)
+        generations = GenerationStore(engine)
         recorder = Recorder(  # the old shutdown spool is replayed like a journal segment
-            GenerationStore(engine),
+            generations,
             journal=Journal(data / "journal", adopt=[data / "unwritten-generations.jsonl"]),
             quarantine=data / "rejected-generations.jsonl",
             interval=settings.recorder_interval_seconds,
@@ -189,6 +191,7 @@ class Gateway:
             counters=counters,
             ledger=LedgerStore(engine),
             activity=ActivityStore(engine),
+            generations=generations,
             created=created,
             replicas=ReplicaSync(
                 settings.redis,
@@ -208,7 +211,7 @@ class Gateway:
         self.folder.start()
         await self.rollups.start()
         starts = period_starts(datetime.now(UTC))
-        generations = GenerationStore(self.engine)
+        generations = self.generations
         spend = await generations.spend_by_key(starts)
         await self.keys.load(spend=spend, starts=starts)
         free_today = await generations.free_requests_today(starts["daily"])

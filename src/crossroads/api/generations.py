@@ -18,7 +18,6 @@ from starlette.responses import Response
 
 from crossroads.api.accounts import fresh_key
 from crossroads.api.http import JSON, gateway_of, parse_query
-from crossroads.storage.repos import GenerationStore
 
 MAX_LIMIT = 100
 DEFAULT_LIMIT = 20
@@ -33,6 +32,6 @@ class GenerationsQuery(Struct, kw_only=True):
 async def list_generations(request: Request) -> Response:
     key = await fresh_key(request, kind="any")
     query = parse_query(request.query_params, GenerationsQuery)
-    store = GenerationStore(gateway_of(request).engine)  # cheap: statements, no connection
+    store = gateway_of(request).generations
     records = await store.recent(None if key.is_management else key.hash, query.limit)
     return JSON({"data": [record.public() for record in records]})
