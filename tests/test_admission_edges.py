@@ -63,9 +63,11 @@ def test_the_max_tokens_guardrail_holds_with_a_reasoning_budget(srv: Server) -> 
     assert srv.post("/chat/completions", under, key=key).status_code == 200
 
 
-def test_a_request_ending_in_a_bug_is_recorded_and_releases_its_hold(tmp_path: Path) -> None:
-    """Unit-level: `Run.abandon` records a request that nothing recorded, once."""
+def test_a_request_that_never_began_is_recorded_and_releases_its_hold(tmp_path: Path) -> None:
+    """Unit-level: `Run.abandon` records a request that nothing recorded (a stream that
+    never began), once."""
     from crossroads.routing.context import RequestContext
+    from crossroads.routing.job import Job
     from crossroads.routing.plan import Plan
     from crossroads.routing.run import Run, Sinks
     from crossroads.schema.chat import parse_chat_request
@@ -92,14 +94,9 @@ def test_a_request_ending_in_a_bug_is_recorded_and_releases_its_hold(tmp_path: P
     )  # fmt: skip
     ctx = RequestContext(generation_id="gen-1", api_key_hash="k", ticket=ticket)
     sink = Sink()
-    run = Run(
-        Sinks({}, sink, sink, sink),
-        Plan(endpoints=[], requested=["acme/x"], prompt_tokens=3),
-        parse_chat_request(body),
-        body,
-        ctx,
-        streamed=True,
-    )
+    plan = Plan(endpoints=[], requested=["acme/x"], prompt_tokens=3)
+    job = Job(parse_chat_request(body), body, plan, ctx, None)
+    run = Run(Sinks({}, sink, sink, sink), job, streamed=True)
     run.abandon()
     run.abandon()  # once only
     assert settled == [(ticket, 0)] and len(records) == 1 and records[0].cancelled

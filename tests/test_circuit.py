@@ -9,6 +9,7 @@ import pytest
 
 from crossroads.providers.base import UpstreamError
 from crossroads.routing.context import RequestContext
+from crossroads.routing.job import Job
 from crossroads.routing.plan import Plan
 from crossroads.routing.run import Run, Sinks
 from crossroads.schema.catalog import Endpoint, Provider
@@ -395,12 +396,11 @@ class Sink(Counting):
 
 def make_run(sink: Sink) -> Run:
     body = {"model": "acme/x", "messages": [{"role": "user", "content": "hi"}]}
+    plan = Plan(endpoints=[ENDPOINT], requested=["acme/x"], prompt_tokens=3)
+    ctx = RequestContext(generation_id="gen-1", api_key_hash="k")
     return Run(
         Sinks({"p": PROVIDER}, sink, sink, sink),
-        Plan(endpoints=[ENDPOINT], requested=["acme/x"], prompt_tokens=3),
-        parse_chat_request(body),
-        body,
-        RequestContext(generation_id="gen-1", api_key_hash="k"),
+        Job(parse_chat_request(body), body, plan, ctx, None),
         streamed=False,
     )
 
@@ -408,11 +408,10 @@ def make_run(sink: Sink) -> Run:
 def test_an_answer_is_one_ok_sample_with_tokens_and_costs() -> None:
     sink = Sink()
     run = make_run(sink)
-    assert run.ctx.route == [ENDPOINT.id]  # the plan, for tracing
-    usage, _ = run.billed_usage(
-        {"prompt_tokens": 10, "completion_tokens": 21}, "", ENDPOINT, "stop"
+    billed = run.bill(
+        {"prompt_tokens": 10, "completion_tokens": 21}, ENDPOINT, text="", finish_reason="stop"
     )
-    run.succeeded(ENDPOINT, usage, first_token_ms=100.0, total_ms=600.0)
+    run.succeeded(ENDPOINT, billed, first_token_ms=100.0, total_ms=600.0)
     assert sink.samples == [
         AttemptSample(
             endpoint_id=ENDPOINT.id,
@@ -427,7 +426,7 @@ def test_an_answer_is_one_ok_sample_with_tokens_and_costs() -> None:
             completion_cost=pytest.approx(42e-6),
         )
     ]
-    run.succeeded(ENDPOINT, usage, first_token_ms=100.0, total_ms=600.0, measured=False)
+    run.succeeded(ENDPOINT, billed, first_token_ms=100.0, total_ms=600.0, measured=False)
     assert len(sink.samples) == 1  # a stream the client cut: no sample
 
 

@@ -27,6 +27,7 @@ from crossroads.providers import builtin_adapters
 from crossroads.providers.base import UpstreamError
 from crossroads.providers.http import UpstreamClient, UpstreamLimits
 from crossroads.routing.attempt import Upstream
+from crossroads.routing.context import ProviderTime
 from crossroads.schema.catalog import Endpoint, Provider
 from harness import HTTP, Blackhole, Server, Simulator, dead_port
 
@@ -554,7 +555,7 @@ async def test_the_upstream_client_enforces_its_limits(faulty: Simulator) -> Non
         upstream = Upstream({"f": provider}, builtin_adapters(), client)
         body = {"model": "x", "messages": [{"role": "user", "content": PROMPT}]}
         try:
-            async with upstream.call(endpoint, body, stream=stream) as call:
+            async with upstream.call(endpoint, body, stream=stream, waits=ProviderTime()) as call:
                 if stream:
                     async for _ in call.chunks():
                         pass

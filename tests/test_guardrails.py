@@ -28,6 +28,7 @@ from crossroads.limits.guardrails import (
     guardrail_error,
     parse_guardrails,
 )
+from crossroads.providers.reasoning import resolve_reasoning
 from crossroads.routing.plan import Plan, plan_request
 from crossroads.schema.catalog import DataPolicy, Endpoint, ModelSpec, Provider
 from crossroads.schema.chat import parse_chat_request
@@ -36,6 +37,12 @@ from crossroads.telemetry.stats import LiveStats
 
 PROVIDERS = ("alpha", "beta", "gamma", "delta")
 MESSAGES = [{"role": "user", "content": "hello"}]
+
+
+def reasons(body: dict[str, Any]) -> bool:
+    """Whether `body` asks the model to reason, as the inference service resolves it."""
+    spec = resolve_reasoning(body)
+    return spec is not None and spec.enabled
 
 
 def provider(slug: str, policy: DataPolicy | None = None, problem: str | None = None) -> Provider:
@@ -112,6 +119,7 @@ def plan(body: dict[str, Any], seed: int = 0) -> Plan:
         LiveStats(instance="test"),
         random.Random(seed),
         circuits=Circuits(),
+        reasoning=reasons(body),
     )
 
 

@@ -19,7 +19,8 @@ import pytest
 
 from crossroads.catalog import Catalog, Model
 from crossroads.errors import GatewayError
-from crossroads.routing.candidates import eligible_endpoints, wants_reasoning
+from crossroads.providers.reasoning import resolve_reasoning
+from crossroads.routing.candidates import eligible_endpoints
 from crossroads.routing.ordering import Admission, order_endpoints
 from crossroads.routing.plan import MAX_ATTEMPTS, MAX_MODELS, Plan, plan_request
 from crossroads.schema.catalog import DataPolicy, Endpoint, ModelSpec, Provider
@@ -40,6 +41,12 @@ ALL_PARAMS = [
 ]
 TOOLS = [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}]
 LONG_PROMPT = "word " * 4000  # about 5,000 tokens: more than alpha's 4,096 context
+
+
+def reasons(body: dict[str, Any]) -> bool:
+    """Whether `body` asks the model to reason, as the inference service resolves it."""
+    spec = resolve_reasoning(body)
+    return spec is not None and spec.enabled
 
 
 def provider(slug: str, policy: DataPolicy | None = None, problem: str | None = None) -> Provider:
@@ -165,6 +172,7 @@ def make_plan(
         stats or LiveStats(instance="test"),
         random.Random(seed),
         circuits=circuits or Circuits(),
+        reasoning=reasons(body),
     )
 
 
@@ -561,8 +569,7 @@ def test_reasoning_prefers_endpoints_that_list_it(
     add_thinker(catalog)
     body = {"model": "acme/thinker", "provider": {"sort": "price"}, **fields}
     assert tags(catalog, **body) == expected
-    request = parse_chat_request({"messages": [{"role": "user", "content": "x"}], **fields})
-    assert wants_reasoning(request) is (expected != ["beta", "gamma", "alpha"])
+    assert reasons(fields) is (expected != ["beta", "gamma", "alpha"])
 
 
 def test_reasoning_comes_after_tools_and_never_empties_the_list(catalog: Catalog) -> None:
@@ -602,9 +609,9 @@ def test_eligible_endpoints_directly(catalog: Catalog) -> None:
         "tools": TOOLS,
         "provider": {"ignore": ["alpha"]},
     }
-    kept = eligible_endpoints(
-        catalog.models["acme/trio"], parse_chat_request(body), request_parameters(body), 10, catalog
-    )
+    request, parameters = parse_chat_request(body), request_parameters(body)
+    model = catalog.models["acme/trio"]
+    kept = eligible_endpoints(model, request, parameters, 10, catalog, reasoning=False)
     assert [e.tag for e in kept] == ["beta"]
 
 

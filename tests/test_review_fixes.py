@@ -16,12 +16,15 @@ from crossroads.api.http import _consume
 from crossroads.api.messages.response import tool_use_block
 from crossroads.errors import GatewayError
 from crossroads.providers import builtin_adapters
+from crossroads.providers.base import Completion
 from crossroads.providers.http import _loggable
 from crossroads.routing.attempt import Call
-from crossroads.routing.context import RequestContext
+from crossroads.routing.context import ProviderTime, RequestContext
+from crossroads.routing.job import Job
 from crossroads.routing.plan import Plan
+from crossroads.routing.relay import AnswerLeg, Leg, StreamLeg
 from crossroads.routing.run import Run, Sinks, final_error
-from crossroads.routing.streaming import ChatStream
+from crossroads.routing.service import Output, attempt_loop
 from crossroads.schema.catalog import Endpoint, Provider
 from crossroads.schema.chat import parse_chat_request
 from crossroads.schema.generation import GenerationRecord
@@ -55,7 +58,7 @@ class BrokenAfter:
 
 async def _collect(events: list[str]) -> list[dict[str, Any]]:
     adapter = builtin_adapters()["openai"]
-    call = Call(PROVIDER, adapter, response=None, client=BrokenAfter(events))  # type: ignore[arg-type]
+    call = Call(PROVIDER, adapter, None, BrokenAfter(events), ProviderTime())  # type: ignore[arg-type]
     return [piece async for piece in call.chunks()]
 
 
@@ -122,6 +125,12 @@ class FakeCall:
             await asyncio.sleep(0)
             yield piece
 
+    async def completion(self) -> Completion:
+        await asyncio.sleep(0)
+        text = "".join(p["choices"][0]["delta"]["content"] for p in self.pieces)
+        message = {"role": "assistant", "content": text}
+        return Completion("u1", [{"index": 0, "message": message, "finish_reason": "stop"}], None)
+
 
 class FakeUpstream:
     def __init__(self, pieces: list[dict[str, Any]]) -> None:
@@ -129,23 +138,27 @@ class FakeUpstream:
 
     @asynccontextmanager
     async def call(
-        self, endpoint: Endpoint, body: dict[str, Any], *, stream: bool, ctx: Any = None
+        self, endpoint: Endpoint, body: dict[str, Any], *, stream: bool, waits: Any
     ) -> Any:
         yield FakeCall(self.pieces)
 
 
-def _stream(pieces: list[dict[str, Any]]) -> tuple[ChatStream, Recorder]:
+def _attempts(
+    pieces: list[dict[str, Any]], *, streamed: bool = True
+) -> tuple[AsyncIterator[Output], Recorder]:
+    """The attempt loop over one fake endpoint answering `pieces`, and what it records."""
     sink = Recorder()
-    body = {"model": "acme/x", "messages": [{"role": "user", "content": "hi"}], "stream": True}
-    run = Run(
-        Sinks({"p": PROVIDER}, sink, sink, sink),
-        Plan(endpoints=[ENDPOINT], requested=["acme/x"], prompt_tokens=3),
+    body = {"model": "acme/x", "messages": [{"role": "user", "content": "hi"}], "stream": streamed}
+    job = Job(
         parse_chat_request(body),
         body,
+        Plan(endpoints=[ENDPOINT], requested=["acme/x"], prompt_tokens=3),
         RequestContext(generation_id="gen-1", api_key_hash="k"),
-        streamed=True,
+        None,
     )
-    return ChatStream(FakeUpstream(pieces), run, body), sink  # type: ignore[arg-type]
+    run = Run(Sinks({"p": PROVIDER}, sink, sink, sink), job, streamed=streamed)
+    kind: type[Leg] = StreamLeg if streamed else AnswerLeg
+    return attempt_loop(FakeUpstream(pieces), run, kind), sink  # type: ignore[arg-type]
 
 
 def _piece(content: str) -> dict[str, Any]:
@@ -153,13 +166,12 @@ def _piece(content: str) -> dict[str, Any]:
 
 
 def test_a_cancelled_stream_is_noted_but_not_measured() -> None:
-    stream, sink = _stream([_piece(w) for w in ("one ", "two ", "three")])
+    chunks, sink = _attempts([_piece(w) for w in ("one ", "two ", "three")])
 
     async def consume() -> None:
-        chunks = stream.chunks()
         await anext(chunks)
         await anext(chunks)
-        await chunks.aclose()  # the consumer closes us: the client went away
+        await chunks.aclose()  # type: ignore[attr-defined]  # the client went away
 
     asyncio.run(consume())
     assert sink.samples == []  # a cut-off stream says nothing of the endpoint
@@ -168,19 +180,22 @@ def test_a_cancelled_stream_is_noted_but_not_measured() -> None:
     assert "cancelled by client" in record.attempts[0]["error"]
 
 
-def test_an_internal_error_while_streaming_is_recorded_as_an_error(
-    monkeypatch: pytest.MonkeyPatch,
+@pytest.mark.parametrize("streamed", [True, False])
+def test_an_internal_error_is_recorded_as_an_error_streamed_or_not(
+    monkeypatch: pytest.MonkeyPatch, streamed: bool
 ) -> None:
-    stream, sink = _stream([_piece("one "), _piece("two ")])
-    from crossroads.routing import streaming
+    """A bug of the gateway's while billing the answer: an error record with code 500,
+    charged nothing, whether the answer was streamed or not (the non-streamed path once
+    recorded it as cancelled)."""
+    chunks, sink = _attempts([_piece("one "), _piece("two ")], streamed=streamed)
 
-    def broken(self: Any, piece: dict[str, Any]) -> None:
+    def broken(self: Any, *args: Any, **kwargs: Any) -> None:
         raise KeyError("bug")
 
-    monkeypatch.setattr(streaming._Relay, "absorb", broken)
+    monkeypatch.setattr(Run, "bill", broken)
 
     async def consume() -> None:
-        async for _ in stream.chunks():
+        async for _ in chunks:
             pass
 
     with pytest.raises(KeyError):
@@ -188,7 +203,22 @@ def test_an_internal_error_while_streaming_is_recorded_as_an_error(
     (record,) = sink.records
     assert not record.cancelled and record.finish_reason == "error"
     assert record.error is not None and record.error["code"] == 500
-    assert sink.charged == [0.0]
+    assert sink.charged == [0]
+
+
+def test_a_whole_answer_is_billed_on_the_estimate_when_usage_is_missing() -> None:
+    chunks, sink = _attempts([_piece("one "), _piece("two")], streamed=False)
+
+    async def consume() -> list[Output]:
+        return [c async for c in chunks]
+
+    (answer,) = asyncio.run(consume())
+    assert isinstance(answer, dict) and answer["object"] == "chat.completion"
+    assert answer["choices"][0]["message"]["content"] == "one two"
+    assert answer["usage"]["prompt_tokens"] == 3 and answer["usage"]["completion_tokens"] > 0
+    (record,) = sink.records
+    assert record.finish_reason == "stop" and not record.cancelled
+    assert len(sink.samples) == 1
 
 
 # --- 6, 7, 8 ------------------------------------------------------------------------------------

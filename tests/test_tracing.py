@@ -164,7 +164,7 @@ async def test_a_crash_is_a_500_with_the_overhead_header_and_a_span(
     async def crash(*args: object) -> None:
         raise RuntimeError("a bug of ours")
 
-    monkeypatch.setattr(traced.gateway.executor, "complete", crash)
+    monkeypatch.setattr(traced.gateway.inference, "complete", crash)
     r = await traced.chat("traced/one")
     assert r.status_code == 500
     error = r.json()["error"]

@@ -8,6 +8,7 @@ from collections import Counter
 import orjson
 import pytest
 
+from crossroads.accounting.money import Bill, to_pico, to_usd
 from crossroads.accounting.pricing import usage_cost
 from crossroads.catalog import ConfigError, load_catalog
 from crossroads.providers.base import normalise_finish_reason
@@ -43,28 +44,26 @@ def test_cost_with_cache_reasoning_discount_and_insurance() -> None:
         "prompt_tokens_details": {"cached_tokens": 400},
         "completion_tokens_details": {"reasoning_tokens": 50},
     }
-    cost, details = usage_cost(usage, e, "stop")
+    bill = usage_cost(usage, e, "stop")
     prompt = 600 * 2e-6 + 400 * 0.5e-6 + 0.001
     completion = 150 * 10e-6 + 50 * 20e-6
-    assert details["upstream_inference_prompt_cost"] == pytest.approx(prompt)
-    assert details["upstream_inference_completions_cost"] == pytest.approx(completion)
-    assert cost == pytest.approx(prompt + completion)
+    assert bill.prompt == to_pico(prompt) and bill.completion == to_pico(completion)
+    assert bill.total == to_pico(prompt) + to_pico(completion)
     e.pricing["discount"] = 0.25
-    assert usage_cost(usage, e, "stop")[0] == pytest.approx((prompt + completion) * 0.75)
-    assert usage_cost(usage, e, "error")[0] == 0
-    assert usage_cost({"prompt_tokens": 10, "completion_tokens": 0}, e, None)[0] == 0
+    assert to_usd(usage_cost(usage, e, "stop").total) == pytest.approx((prompt + completion) * 0.75)
+    assert usage_cost(usage, e, "error") == Bill()
+    assert usage_cost({"prompt_tokens": 10, "completion_tokens": 0}, e, None).total == 0
 
 
 def test_pricing_overrides_for_long_prompts() -> None:
     e = ep(
         "a", "0.000001", "0.000002", overrides=[{"min_prompt_tokens": 200000, "prompt": "0.000004"}]
     )
-    assert usage_cost({"prompt_tokens": 1000, "completion_tokens": 0}, e, "stop")[
-        0
-    ] == pytest.approx(1000e-6)
-    assert usage_cost({"prompt_tokens": 300000, "completion_tokens": 0}, e, "stop")[
-        0
-    ] == pytest.approx(1.2)
+    assert usage_cost({"prompt_tokens": 1000, "completion_tokens": 0}, e, "stop").total == to_pico(
+        1000e-6
+    )
+    long = usage_cost({"prompt_tokens": 300000, "completion_tokens": 0}, e, "stop")
+    assert long.total == to_pico(1.2)
 
 
 def test_openai_body_drops_router_fields_and_unsupported_parameters() -> None:

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from crossroads.accounting.money import to_pico
+from crossroads.accounting import billing
 from crossroads.accounting.pricing import (
     HARD_TOKEN_CAP,
     RESERVE_PROMPT_MARGIN,
@@ -22,7 +22,6 @@ from crossroads.accounting.pricing import (
     usage_cost,
     worst_case_cost,
 )
-from crossroads.routing import run
 from crossroads.schema.catalog import Endpoint
 
 MICRO = 10**6  # pico-USD in one micro-USD: a price of 1e-6 USD per token is 10**6 pico
@@ -34,7 +33,7 @@ def ep(prompt: str = "0.000001", completion: str = "0.000002", **fields: Any) ->
 
 
 def test_the_hard_cap_is_the_routing_one_and_the_margin_is_exact() -> None:
-    assert run.HARD_TOKEN_CAP is HARD_TOKEN_CAP == 10_000_000
+    assert billing.HARD_TOKEN_CAP is HARD_TOKEN_CAP == 10_000_000  # the clamp bills by it
     assert RESERVE_PROMPT_MARGIN == 1.2
     assert reserved_prompt_tokens(5) == 6  # 5 * 1.2 in floats is 6.000000000000001
     assert reserved_prompt_tokens(1000) == 1200
@@ -179,8 +178,7 @@ def test_no_bill_exceeds_the_worst_case(
         "prompt_tokens_details": {"cached_tokens": cached, "cache_write_tokens": written},
         "completion_tokens_details": {"reasoning_tokens": reasoning},
     }
-    cost, _ = usage_cost(usage, endpoint, finish)
-    assert to_pico(cost) <= worst
+    assert usage_cost(usage, endpoint, finish).total <= worst
     # the extremes: the whole prompt and the whole output, all cache writes or all reasoning
     for details in (
         ({"cached_tokens": 0}, {"reasoning_tokens": 0}),
@@ -192,7 +190,7 @@ def test_no_bill_exceeds_the_worst_case(
             "prompt_tokens_details": details[0],
             "completion_tokens_details": details[1],
         }
-        assert to_pico(usage_cost(full, endpoint, "stop")[0]) <= worst
+        assert usage_cost(full, endpoint, "stop").total <= worst
 
 
 @pytest.mark.parametrize("estimate", [0, 1, 999, 200_000])
@@ -201,6 +199,6 @@ def test_the_worst_case_is_reached(estimate: int) -> None:
     e = ep("0.000003", "0.000015", pricing={"request": "0.0002"}, max_completion_tokens=8192)
     most = reserved_prompt_tokens(estimate)
     usage = {"prompt_tokens": most, "completion_tokens": 8192}
-    assert to_pico(usage_cost(usage, e, "stop")[0]) == worst_case_cost(
+    assert usage_cost(usage, e, "stop").total == worst_case_cost(
         e, prompt_tokens=estimate, max_output=None
     )

@@ -10,7 +10,8 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
+from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -30,8 +31,8 @@ from crossroads.providers.base import Adapter
 from crossroads.providers.http import UpstreamClient, UpstreamLimits
 from crossroads.replicas import ReplicaSync
 from crossroads.routing.attempt import Upstream
-from crossroads.routing.executor import Executor
 from crossroads.routing.run import Sinks
+from crossroads.routing.service import InferenceService
 from crossroads.settings import Settings, credits_enforced
 from crossroads.storage import (
     ActivityStore,
@@ -76,7 +77,7 @@ class Gateway:
     stats: LiveStats
     keys: KeyRing
     recorder: Recorder
-    executor: Executor
+    inference: InferenceService  # a chat request from its parse to its record
     circuits: Circuits
     telemetry: Telemetry  # the router's stats sink: live statistics and circuits
     metrics: Metrics  # GET /metrics
@@ -91,8 +92,7 @@ class Gateway:
     generations: GenerationStore  # the stored records: spend at start, GET /generations
     generated_management_key: str | None = field(default=None)
     created: int = 0
-    _discovery: asyncio.Task[None] | None = field(default=None)
-    _refresh: asyncio.Task[None] | None = field(default=None)
+    _running: AsyncExitStack = field(default_factory=AsyncExitStack)  # stops what started
     replicas: ReplicaSync | None = field(default=None)  # with settings.redis
 
     @classmethod
@@ -156,11 +156,12 @@ class Gateway:
         records = RecordFanout(recorder, metrics, hold=settings.access_log or tracing.enabled)
         sinks = Sinks(providers=catalog.providers, stats=telemetry, spend=limits, records=records)
         upstream = Upstream(catalog.providers, adapters, client, tracing=tracing)
-        executor = Executor(
+        inference = InferenceService(
             catalog=catalog,
             upstream=upstream,
             stats=stats,
             circuits=circuits,
+            limits=limits,
             sinks=sinks,
             rng=rng,
         )
@@ -173,7 +174,7 @@ class Gateway:
             stats,
             keys,
             recorder,
-            executor,
+            inference,
             circuits=circuits,
             telemetry=telemetry,
             metrics=metrics,
@@ -205,7 +206,20 @@ class Gateway:
         )
 
     async def start(self) -> None:
+        """Start every service, each one's stop pushed onto `_running` as it starts: `stop`
+        runs them in the reverse order, and a start that fails stops what had started."""
+        async with AsyncExitStack() as running:
+            await self._start(running)
+            self._running = running.pop_all()
+
+    async def _start(self, running: AsyncExitStack) -> None:
+        running.push_async_callback(self.engine.dispose)
         await migrate(self.engine)
+        running.push_async_callback(asyncio.to_thread, self.tracing.shutdown)  # the last spans
+        running.push_async_callback(self.client.close)
+        running.push_async_callback(self.rollups.close)
+        running.push_async_callback(self.folder.close)  # the last buckets
+        running.push_async_callback(self.recorder.close)
         await self.recorder.start()  # replays the journal: spend below counts those records
         await self.folder.load()  # the stored statistics buckets, before any request counts
         self.folder.start()
@@ -218,6 +232,8 @@ class Gateway:
         today = starts["daily"].strftime("%Y%m%d")
         self.limits.set_free_baseline(today, free_today)
         await self.read_account()
+        running.push_async_callback(self.counters.close)
+        running.push_async_callback(self.limits.drain)
         await self.counters.start()
         await self.limits.reconcile(self.keys.list())  # Redis never below the records
         if self.settings.management_key:
@@ -229,20 +245,22 @@ class Gateway:
             self.generated_management_key = token
         await self.client.start()
         await self.discover()
-        self._discovery = asyncio.create_task(self._rediscover(), name="crossroads-discovery")
-        self._refresh = asyncio.create_task(self._reread(), name="crossroads-keys")
+        settings = self.settings
+        background = (
+            (self.discover, settings.discovery_interval_seconds, "crossroads-discovery"),
+            (self._reread, settings.keys_refresh_seconds, "crossroads-keys"),
+        )
+        for job, seconds, name in background:
+            task = asyncio.create_task(_every(seconds, job), name=name)
+            running.callback(task.cancel)
         if self.replicas is not None:  # after the statistics are restored: shares them too
+            running.push_async_callback(self.replicas.stop)  # first to stop: its last changes
             await self.replicas.start()  # waits 1 s at most; requests never await Redis
 
     async def discover(self) -> None:
         """Find the local servers that run now, and their models."""
         own = (self.settings.host, self.settings.port)
         await discover_local(self.catalog, self.client, own=own, created=self.created)
-
-    async def _rediscover(self) -> None:
-        while True:
-            await asyncio.sleep(self.settings.discovery_interval_seconds)
-            await self.discover()
 
     async def read_account(self) -> None:
         """The balance as the ledger holds it now."""
@@ -254,26 +272,20 @@ class Gateway:
     async def _reread(self) -> None:
         """Keys and credits changed by another replica or by `crossroads keys|credits`,
         every `keys_refresh_seconds`: a disabled key is refused within that time."""
-        while True:
-            await asyncio.sleep(self.settings.keys_refresh_seconds)
-            try:
-                await self.keys.refresh()
-                await self.read_account()
-                await self.limits.reconcile()  # the shared balance, never below the ledger
-            except (SQLAlchemyError, OSError) as exc:  # the next round tries again
-                log.warning("cannot read keys and credits: %s", exc)
+        try:
+            await self.keys.refresh()
+            await self.read_account()
+            await self.limits.reconcile()  # the shared balance, never below the ledger
+        except (SQLAlchemyError, OSError) as exc:  # the next round tries again
+            log.warning("cannot read keys and credits: %s", exc)
 
     async def stop(self) -> None:
-        if self.replicas is not None:  # its last buckets and circuit changes go out first
-            await self.replicas.stop()
-        for task in (self._discovery, self._refresh):
-            if task is not None:
-                task.cancel()
-        await self.limits.drain()
-        await self.counters.close()
-        await self.recorder.close()
-        await self.folder.close()  # the last buckets
-        await self.rollups.close()
-        await asyncio.to_thread(self.tracing.shutdown)  # flushes the last spans
-        await self.client.close()
-        await self.engine.dispose()
+        """Stop what `start` started, in the reverse order."""
+        await self._running.aclose()
+
+
+async def _every(seconds: float, job: Callable[[], Awaitable[None]]) -> None:
+    """Run `job` every `seconds`, until cancelled."""
+    while True:
+        await asyncio.sleep(seconds)
+        await job()

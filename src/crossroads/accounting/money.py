@@ -8,6 +8,7 @@ whole number of pico-USD; `to_pico` rounds half to even for whatever is finer.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation, localcontext
 
 PICO = 10**12  # pico-USD per USD
@@ -50,3 +51,22 @@ def to_pico(usd: float | Decimal | str) -> int:
 def to_usd(pico: int) -> float:
     """`pico` pico-USD in dollars: the nearest float, rounded to 12 decimal places."""
     return round(pico / PICO, 12)
+
+
+@dataclass(frozen=True, slots=True)
+class Bill:
+    """What one answer costs, in pico-USD: its prompt's share and its completion's."""
+
+    prompt: int = 0
+    completion: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.prompt + self.completion
+
+    def capped(self, most: int) -> Bill:
+        """This bill, at most `most` in all (the prompt's share first)."""
+        if self.total <= most:
+            return self
+        prompt = min(self.prompt, most)
+        return Bill(prompt=prompt, completion=most - prompt)

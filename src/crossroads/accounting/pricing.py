@@ -1,6 +1,6 @@
 """What a generation costs, from its usage and the serving endpoint's prices.
 
-Money is computed in `Decimal` and reported as a float rounded to 1e-12 USD.
+Money is computed in `Decimal` and billed in integer pico-USD (a `Bill`).
 Zero-completion insurance: nothing is charged when a response produced no completion
 tokens and no finish reason, or ended in an error.
 
@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import functools
 import math
-from decimal import ROUND_CEILING, Decimal, localcontext
+from decimal import ROUND_CEILING, ROUND_HALF_EVEN, Decimal, localcontext
 from typing import Any
 
-from crossroads.accounting.money import PICO
+from crossroads.accounting.money import PICO, Bill
 from crossroads.schema.catalog import Endpoint, parse_price
 
-_QUANTUM = Decimal("1e-12")
 HARD_TOKEN_CAP = 10_000_000
 """No count a provider reports is believed past this, whatever the catalog says."""
 RESERVE_PROMPT_MARGIN = 1.2
@@ -55,18 +54,19 @@ def insured(usage: dict[str, Any], finish_reason: str | None) -> bool:
     return finish_reason == "error" or (not usage.get("completion_tokens") and not finish_reason)
 
 
-def usage_cost(
-    usage: dict[str, Any], endpoint: Endpoint, finish_reason: str | None
-) -> tuple[float, dict[str, Any]]:
-    """(cost, cost_details) in USD for OpenRouter's `usage.cost` and `usage.cost_details`."""
+def usage_cost(usage: dict[str, Any], endpoint: Endpoint, finish_reason: str | None) -> Bill:
+    """What `usage` costs on `endpoint`, in pico-USD: OpenRouter's `usage.cost` and its
+    `cost_details` (the prompt's share and the completion's); the total is rounded to the
+    pico, and the completion's share is what the prompt's leaves of it."""
     prompt = int(usage.get("prompt_tokens") or 0)
     completion = int(usage.get("completion_tokens") or 0)
+    if insured(usage, finish_reason):
+        return Bill()
     prompt_details = usage.get("prompt_tokens_details") or {}
     cached = int(prompt_details.get("cached_tokens") or 0)
     written = int(prompt_details.get("cache_write_tokens") or 0)
     reasoning = int((usage.get("completion_tokens_details") or {}).get("reasoning_tokens") or 0)
     prices = _override_prices(endpoint, prompt)
-
     prompt_cost = (
         (prompt - cached - written) * _d(prices, "prompt")
         + cached * _d(prices, "input_cache_read", "prompt")
@@ -78,15 +78,13 @@ def usage_cost(
         prices, "completion"
     ) + reasoning * reasoning_price
     discount = Decimal(1) - _d(prices, "discount")
-    prompt_cost, completion_cost = prompt_cost * discount, completion_cost * discount
-    if insured(usage, finish_reason):
-        prompt_cost = completion_cost = Decimal(0)
-    details = {
-        "upstream_inference_cost": None,
-        "upstream_inference_prompt_cost": float(prompt_cost.quantize(_QUANTUM)),
-        "upstream_inference_completions_cost": float(completion_cost.quantize(_QUANTUM)),
-    }
-    return float((prompt_cost + completion_cost).quantize(_QUANTUM)), details
+    total = _pico((prompt_cost + completion_cost) * discount)  # rounded once: never past
+    prompt_share = min(_pico(prompt_cost * discount), total)  # the worst case's ceiling
+    return Bill(prompt=prompt_share, completion=total - prompt_share)
+
+
+def _pico(usd: Decimal) -> int:
+    return int((usd * PICO).to_integral_value(rounding=ROUND_HALF_EVEN))
 
 
 def reserved_prompt_tokens(prompt_tokens: int) -> int:

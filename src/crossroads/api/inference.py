@@ -24,9 +24,6 @@ from crossroads.api.http import (
 )
 from crossroads.api.sse import ChatEncoder, Encoder, SSEStream
 from crossroads.errors import GatewayError
-from crossroads.limits.demand import demand_for
-from crossroads.limits.guardrails import guard_body, guardrail_error
-from crossroads.providers.reasoning import resolve_reasoning
 from crossroads.routing.context import RequestContext
 from crossroads.schema.chat import ChatRequest, parse_chat_request, parse_translated_request
 from crossroads.storage.tables import CONTROL_CHARACTERS, column_length, generations
@@ -93,15 +90,11 @@ CHAT = Dialect(
 )
 
 
-def _reasons(body: dict[str, Any]) -> bool:
-    spec = resolve_reasoning(body)
-    return spec is not None and spec.enabled
-
-
-def _parse(body: dict[str, Any], dialect: Dialect) -> ChatRequest:
+def _parser(dialect: Dialect) -> Callable[[dict[str, Any]], ChatRequest]:
     if dialect.client_paths is None:
-        return parse_chat_request(body)
-    return parse_translated_request(body, dialect.client_paths)
+        return parse_chat_request
+    paths = dialect.client_paths
+    return lambda body: parse_translated_request(body, paths)
 
 
 async def serve_inference(request: Request, dialect: Dialect) -> Response | SSEStream:
@@ -111,42 +104,23 @@ async def serve_inference(request: Request, dialect: Dialect) -> Response | SSES
     gateway = request.app.state.gateway
     key = authenticate(request, x_api_key=dialect.x_api_key)
     raw = await read_json(request, gateway.settings.max_body_bytes)
-    body = dialect.to_chat(raw)
-    chat = _parse(body, dialect)
-    rails = key.guardrails
-    if rails is not None:  # the key's guardrails force their policy onto the request
-        body = guard_body(rails, body, resolve=gateway.catalog.canonical_id)
-        chat = _parse(body, dialect)
-    try:
-        plan = gateway.executor.plan(chat, body)
-    except GatewayError as error:
-        if rails is None:
-            raise
-        raise guardrail_error(rails, error) from None
-    demand = demand_for(
-        plan.endpoints,
-        prompt_tokens=plan.prompt_tokens,
-        requested_output=chat.completion_limit,
-        reasoning=_reasons(body),
-    )
     ctx = request_context(request, key.hash)
-    ctx.ticket = await gateway.limits.admit(key, demand)  # 402 or 429 when a limit says no
+    service = gateway.inference
+    job = await service.prepare(dialect.to_chat(raw), key=key, ctx=ctx, parse=_parser(dialect))
     request.state.ctx = ctx  # read by api/observe.py: upstream time, route, generation id
     headers = {"X-Generation-Id": ctx.generation_id}
-    if chat.stream:
-        stream = gateway.executor.stream(chat, body, ctx, plan)
+    if job.request.stream:
+        stream = service.stream(job)
         return SSEStream(
-            stream.chunks(),
+            stream.chunks,
             headers=headers,
             keepalive=gateway.settings.stream_keepalive_seconds,
             encoder=dialect.encoder(ctx, raw),
             error_body=dialect.error_body,
-            on_close=stream.run.abandon,  # a stream that never began still settles
+            on_close=stream.settle,  # a stream that never began still settles
         )
     try:  # a client that goes away cancels the upstream call and is not charged
-        completion = await unless_disconnected(
-            request, gateway.executor.complete(chat, body, ctx, plan)
-        )
+        completion = await unless_disconnected(request, service.complete(job))
     except GatewayError as error:  # routed and failed: the record of the attempts has this id
         error.headers.update(headers)
         raise

@@ -91,7 +91,7 @@ class Observe:
             if message["type"] == "http.response.start":
                 now = time.perf_counter()
                 ctx = state.get("ctx")
-                upstream = ctx.upstream_so_far_ms(now) if ctx is not None else 0.0
+                upstream = ctx.waits.so_far_ms(now) if ctx is not None else 0.0
                 overhead = max((now - started) * 1000 - upstream, 0.0)
                 headers = [*message.get("headers", ()), (OVERHEAD_HEADER, b"%.3f" % overhead)]
                 message["headers"] = headers
@@ -113,7 +113,7 @@ class Observe:
             now = time.perf_counter()
             ctx = state.get("ctx")
             duration = (now - started) * 1000
-            upstream = ctx.upstream_so_far_ms(now) if ctx is not None else 0.0
+            upstream = ctx.waits.so_far_ms(now) if ctx is not None else 0.0
             overhead = max(duration - upstream, 0.0)
             self.metrics.observe_overhead(overhead / 1000)
             if detailed:

@@ -6,17 +6,16 @@ stream into OpenAI-shaped chunks; what the provider sends that cannot be read (w
 types, bad JSON, too large, too deep, not UTF-8, a stream cut before its end) becomes
 an `UpstreamError` too, so the router can fall back.
 
-Given the request's `RequestContext`, every wait on the provider (opening the request,
-reading a body, each read of a stream) is added to `ctx.upstream_ms`: the gateway's
-overhead header and metric leave that time out. With tracing on, each call is one
+Every wait on the provider (opening the request, reading a body, each read of a stream)
+is added to the request's `ProviderTime`: the gateway's overhead header and metric leave
+that time out. With tracing on, each call is one
 "crossroads.attempt" span (`telemetry/tracing.py`).
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,7 +24,7 @@ import aiohttp
 from crossroads.providers.base import Adapter, Completion, UpstreamError
 from crossroads.providers.http import UpstreamClient, parse_retry_after
 from crossroads.providers.untrusted import read_json
-from crossroads.routing.context import RequestContext
+from crossroads.routing.context import ProviderTime
 from crossroads.schema.catalog import Endpoint, Provider
 from crossroads.telemetry.tracing import Tracing
 
@@ -44,17 +43,11 @@ class Call:
     adapter: Adapter
     response: aiohttp.ClientResponse
     client: UpstreamClient
-    ctx: RequestContext | None = None  # where the time awaiting the provider is added
+    waits: ProviderTime  # where the time awaiting the provider is added
 
     async def completion(self) -> Completion:
-        ctx = self.ctx
-        if ctx is not None:
-            ctx.upstream_since = time.perf_counter()
-        try:
+        with self.waits:
             raw = await self.client.read_body(self.response, self.provider)
-        finally:
-            if ctx is not None:
-                _waited(ctx)
         try:
             return self.adapter.parse_chat_response(read_json(raw))
         except _UNREADABLE as exc:
@@ -70,21 +63,17 @@ class Call:
         that end (say between the finish chunk and `[DONE]`) ends a complete stream."""
         decoder = self.adapter.stream_decoder()
         events = aiter(self.client.events(self.response, self.provider))
-        ctx = self.ctx
+        waits = self.waits
         while True:
-            if ctx is not None:
-                ctx.upstream_since = time.perf_counter()
             try:
-                data = await anext(events)
+                with waits:
+                    data = await anext(events)
             except StopAsyncIteration:
                 break
             except (aiohttp.ClientError, UpstreamError):
                 if decoder.ended:
                     break
                 raise
-            finally:
-                if ctx is not None:
-                    _waited(ctx)
             try:
                 pieces = decoder.feed(data)
             except _UNREADABLE as exc:
@@ -99,13 +88,6 @@ class Call:
             raise UpstreamError(
                 self.provider, "incomplete", "The provider ended the stream before it finished"
             )
-
-
-def _waited(ctx: RequestContext) -> None:
-    """End the wait on the provider that began at `ctx.upstream_since`."""
-    if ctx.upstream_since:
-        ctx.upstream_ms += (time.perf_counter() - ctx.upstream_since) * 1000
-        ctx.upstream_since = 0.0
 
 
 class Upstream:
@@ -126,15 +108,10 @@ class Upstream:
 
     @asynccontextmanager
     async def call(
-        self,
-        endpoint: Endpoint,
-        body: dict[str, Any],
-        *,
-        stream: bool,
-        ctx: RequestContext | None = None,
+        self, endpoint: Endpoint, body: dict[str, Any], *, stream: bool, waits: ProviderTime
     ) -> AsyncIterator[Call]:
         """One try at `endpoint`: the open response once it answers 200, else an `UpstreamError`.
-        The time awaiting the provider is added to `ctx.upstream_ms`."""
+        The time awaiting the provider is added to `waits`."""
         provider = self.providers[endpoint.provider]
         adapter = self.adapters[provider.api or ""]
         upstream = adapter.build_chat_request(body, endpoint, provider, stream=stream)
@@ -145,34 +122,16 @@ class Upstream:
             )
         status: int | None = None
         error: str | None = None
-        if ctx is not None:
-            ctx.upstream_since = time.perf_counter()
         try:
-            async with self.client.open(upstream, provider) as response:
+            async with AsyncExitStack() as stack:
+                with waits:
+                    response = await stack.enter_async_context(self.client.open(upstream, provider))
                 status = response.status
-                if ctx is not None:
-                    _waited(ctx)
                 if status != 200:
-                    if ctx is not None:
-                        ctx.upstream_since = time.perf_counter()
-                    raw = await self.client.read_error_body(response)
-                    if ctx is not None:
-                        _waited(ctx)
-                    try:
-                        payload: Any = read_json(raw)
-                        message = adapter.error_message(payload)
-                    except (ValueError, TypeError):  # not JSON, or JSON no adapter reads
-                        payload = raw.decode("utf-8", "replace")[:2000]
-                        message = "upstream error"
-                    raise UpstreamError(
-                        provider,
-                        "http",
-                        message,
-                        status=status,
-                        raw=payload,
-                        retry_after=parse_retry_after(response.headers.get("Retry-After")),
-                    )
-                yield Call(provider, adapter, response, self.client, ctx)
+                    with waits:
+                        raw = await self.client.read_error_body(response)
+                    raise _refusal(adapter, provider, response, raw)
+                yield Call(provider, adapter, response, self.client, waits)
         except UpstreamError as exc:  # refused, unreadable, or cut midway
             error = f"{exc.kind}: {exc.message}"
             raise
@@ -180,7 +139,25 @@ class Upstream:
             error = type(exc).__name__
             raise
         finally:
-            if ctx is not None:  # a failed open: the wait ends here
-                _waited(ctx)
             if span is not None:
                 self.tracing.end_attempt(span, status=status, error=error)
+
+
+def _refusal(
+    adapter: Adapter, provider: Provider, response: aiohttp.ClientResponse, raw: bytes
+) -> UpstreamError:
+    """The provider's non-200 answer as its `UpstreamError`, its message read if it can be."""
+    try:
+        payload: Any = read_json(raw)
+        message = adapter.error_message(payload)
+    except (ValueError, TypeError):  # not JSON, or JSON no adapter reads
+        payload = raw.decode("utf-8", "replace")[:2000]
+        message = "upstream error"
+    return UpstreamError(
+        provider,
+        "http",
+        message,
+        status=response.status,
+        raw=payload,
+        retry_after=parse_retry_after(response.headers.get("Retry-After")),
+    )

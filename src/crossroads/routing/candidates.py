@@ -9,18 +9,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import msgspec
-
 from crossroads.catalog import Catalog, Model
 from crossroads.errors import GatewayError
-from crossroads.providers.reasoning import resolve_reasoning
 from crossroads.schema.catalog import Endpoint
 from crossroads.schema.chat import ChatRequest, ProviderPreferences
 
 # `fp4` includes mxfp4 and nvfp4; `fp8` includes mxfp8 (OpenRouter's quantization levels).
 _QUANT_FAMILIES = {"fp4": {"fp4", "mxfp4", "nvfp4"}, "fp8": {"fp8", "mxfp8"}}
 # Parameters endpoints are preferred for even without require_parameters, in this order;
-# `reasoning` when the request asks the model to reason (see `wants_reasoning`).
+# `reasoning` when the request asks the model to reason.
 SOFT_PARAMETERS = ("tools", "response_format", "verbosity")
 # The request fields of reasoning; an endpoint that lists any of them takes all of them.
 _REASONING = ("reasoning", "include_reasoning", "reasoning_effort")
@@ -101,26 +98,9 @@ def _supports(endpoint: Endpoint, parameter: str) -> bool:
     return False
 
 
-def wants_reasoning(request: ChatRequest) -> bool:
-    """Whether the request asks the model to reason (`reasoning`, `reasoning_effort` or
-    `include_reasoning`, not switched off), read as the providers read it."""
-    config = request.reasoning
-    fields = {
-        "reasoning": (
-            {k: v for k, v in msgspec.structs.asdict(config).items() if v is not None}
-            if config is not None
-            else None
-        ),
-        "reasoning_effort": request.reasoning_effort,
-        "include_reasoning": request.include_reasoning,
-    }
-    spec = resolve_reasoning(fields)
-    return spec is not None and spec.enabled
-
-
-def _soft_preferences(request: ChatRequest, parameters: set[str]) -> list[str]:
+def _soft_preferences(parameters: set[str], *, reasoning: bool) -> list[str]:
     wanted = [p for p in SOFT_PARAMETERS if p in parameters]
-    return [*wanted, "reasoning"] if wants_reasoning(request) else wanted
+    return [*wanted, "reasoning"] if reasoning else wanted
 
 
 def eligible_endpoints(
@@ -129,8 +109,11 @@ def eligible_endpoints(
     parameters: set[str],
     prompt_tokens: int,
     catalog: Catalog,
+    *,
+    reasoning: bool,
 ) -> list[Endpoint]:
-    """The endpoints that may serve `request`, or a GatewayError naming the filter."""
+    """The endpoints that may serve `request`, or a GatewayError naming the filter;
+    `reasoning`: the request asks the model to reason (those that can come first)."""
     prefs = request.provider or ProviderPreferences()
     completion = request.completion_limit
     filters: list[tuple[str, Callable[[Endpoint], bool]]] = [
@@ -171,7 +154,7 @@ def eligible_endpoints(
         if not kept:
             raise _filtered(model, catalog, name, excluded, prompt_tokens, completion)
         endpoints = kept
-    for parameter in _soft_preferences(request, parameters):
+    for parameter in _soft_preferences(parameters, reasoning=reasoning):
         preferred = [e for e in endpoints if _supports(e, parameter)]
         endpoints = preferred or endpoints
     return endpoints
@@ -242,4 +225,4 @@ def _filtered(
     )
 
 
-__all__ = ["SOFT_PARAMETERS", "eligible_endpoints", "provider_matches", "wants_reasoning"]
+__all__ = ["SOFT_PARAMETERS", "eligible_endpoints", "provider_matches"]

@@ -9,12 +9,35 @@ from crossroads.schema.limits import Ticket
 
 
 @dataclass(slots=True)
-class RequestContext:
-    """Who asks, from where; set by the API layer before routing.
+class ProviderTime:
+    """The time one request spends awaiting providers: `with waits:` around each wait
+    (opening a request, reading a body, each read of a stream). The overhead header and
+    metric leave it out of the gateway's own time."""
 
-    The router also writes into it what observability reads back: the planned endpoint ids
-    (`route`) and the time spent awaiting providers (`upstream_ms`, accumulated by
-    `routing.attempt` over every attempt), which the overhead header leaves out."""
+    total_ms: float = 0.0  # finished waits, in ms
+    since: float = 0.0  # perf_counter() when the wait in progress began; 0: none
+
+    def __enter__(self) -> None:
+        self.since = time.perf_counter()
+
+    def __exit__(self, *_: object) -> None:
+        if self.since:
+            self.total_ms += (time.perf_counter() - self.since) * 1000
+            self.since = 0.0
+
+    def so_far_ms(self, now: float) -> float:
+        """Milliseconds spent awaiting providers up to `now` (a perf_counter reading), the
+        wait in progress included (a stream may start its response while one is pending)."""
+        if self.since:
+            return self.total_ms + (now - self.since) * 1000
+        return self.total_ms
+
+
+@dataclass(slots=True)
+class RequestContext:
+    """Who asks, from where; set by the API layer before routing. The router notes in it
+    the planned endpoint ids (`route`, for tracing) and the time spent awaiting providers
+    (`waits`), which observability reads."""
 
     generation_id: str
     api_key_hash: str | None
@@ -24,16 +47,8 @@ class RequestContext:
     created: int = field(default_factory=lambda: int(time.time()))
     started: float = field(default_factory=time.perf_counter)
     route: list[str] = field(default_factory=list)  # the plan's endpoint ids, in order
-    upstream_ms: float = 0.0  # finished waits on providers (open, body, stream reads), in ms
-    upstream_since: float = 0.0  # perf_counter() when the wait in progress began; 0: none
+    waits: ProviderTime = field(default_factory=ProviderTime)
     ticket: Ticket | None = None  # what admission held for this request (see `limits`)
-
-    def upstream_so_far_ms(self, now: float) -> float:
-        """Milliseconds spent awaiting providers up to `now` (a perf_counter reading), the
-        wait in progress included (a stream may start its response while one is pending)."""
-        if self.upstream_since:
-            return self.upstream_ms + (now - self.upstream_since) * 1000
-        return self.upstream_ms
 
 
 def elapsed_ms(since: float) -> float:

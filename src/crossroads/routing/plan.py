@@ -69,8 +69,10 @@ def plan_request(
     rng: random.Random,
     *,
     circuits: Circuits,
+    reasoning: bool,
 ) -> Plan:
     """Resolve models, filter their endpoints and order them; raise when none can serve.
+    `reasoning`: the request asks the model to reason (resolved once, by the caller).
 
     The plan holds at most `MAX_ATTEMPTS` endpoints, the first in order. Each endpoint's
     circuit is asked once for the whole plan, whatever the number of models."""
@@ -88,9 +90,10 @@ def plan_request(
                 raise GatewayError(
                     400, f"{model.id} does not produce text; it cannot serve chat completions"
                 )
-            groups.append(
-                (variant, eligible_endpoints(model, request, parameters, prompt_tokens, catalog))
+            eligible = eligible_endpoints(
+                model, request, parameters, prompt_tokens, catalog, reasoning=reasoning
             )
+            groups.append((variant, eligible))
         except GatewayError as exc:
             last_error = exc
     if not groups:

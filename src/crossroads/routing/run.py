@@ -1,9 +1,10 @@
-"""Bookkeeping of one request across its attempts: statistics, usage, cost, the generation record.
+"""Bookkeeping of one request across its attempts: statistics, spend, the generation record.
 
-The streaming and non-streaming paths share it: each failed attempt goes through
-`failed()`, each answer through `succeeded()`, and the request ends with exactly one
-`record()` of its `Outcome`. Every measured attempt becomes one `AttemptSample` for the
-stats sink (live statistics and circuits); a stream the client cut off becomes none.
+The inference service (`routing.service`) drives the attempts; every failed one goes
+through `failed()`, every answer through `succeeded()`, and the request ends with exactly
+one `record()` of its `Outcome`. Every measured attempt becomes one `AttemptSample` for
+the stats sink (live statistics and circuits); a stream the client cut off becomes none.
+Billing is `accounting.billing`'s; rendering is `routing.render`'s.
 """
 
 from __future__ import annotations
@@ -14,16 +15,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from crossroads.accounting.money import to_pico, to_usd
-from crossroads.accounting.pricing import HARD_TOKEN_CAP, billable_output, usage_cost
+from crossroads.accounting.billing import Billed, Bounds, bill_usage
+from crossroads.accounting.money import to_usd
 from crossroads.errors import GatewayError
-from crossroads.providers.base import Completion, UpstreamError
-from crossroads.providers.reasoning import resolve_reasoning, strip_reasoning
-from crossroads.routing.context import RequestContext, elapsed_ms
-from crossroads.routing.plan import Plan
+from crossroads.providers.base import UpstreamError
+from crossroads.routing.context import elapsed_ms
+from crossroads.routing.job import Job
 from crossroads.routing.tokens import estimate_text_tokens
 from crossroads.schema.catalog import Endpoint, Provider
-from crossroads.schema.chat import ChatRequest
 from crossroads.schema.generation import Attempt, GenerationRecord
 from crossroads.schema.limits import Ticket
 from crossroads.telemetry.sample import AttemptSample, Verdict
@@ -43,6 +42,8 @@ class SpendSink(Protocol):
 
 
 class RecordSink(Protocol):
+    """Takes each request's one generation record (the recorder, metrics, the access log)."""
+
     def submit(self, record: GenerationRecord) -> None: ...
 
 
@@ -62,7 +63,7 @@ class Outcome:
     """How a request ended, for its generation record; unknown fields stay None."""
 
     endpoint: Endpoint | None = None
-    usage: dict[str, Any] | None = None
+    billed: Billed | None = None
     finish_reason: str | None = None
     native_finish_reason: str | None = None
     upstream_id: str | None = None
@@ -105,114 +106,54 @@ def final_error(errors: list[UpstreamError]) -> GatewayError:
 class Run:
     """One request's attempts, from its plan to its record."""
 
-    def __init__(
-        self,
-        sinks: Sinks,
-        plan: Plan,
-        request: ChatRequest,
-        body: dict[str, Any],
-        ctx: RequestContext,
-        *,
-        streamed: bool,
-    ) -> None:
-        self.sinks, self.plan, self.request, self.ctx = sinks, plan, request, ctx
+    def __init__(self, sinks: Sinks, job: Job, *, streamed: bool) -> None:
+        self.sinks, self.job, self.ctx = sinks, job, job.ctx
         self.streamed = streamed
-        spec = resolve_reasoning(body)
-        self.exclude_reasoning = (
-            spec is not None and spec.exclude
-        )  # reasoning.exclude: billed, not shown
-        self.reasoning = spec is not None and spec.enabled
+        ticket = job.ctx.ticket
+        held = ticket is not None and (ticket.key_hold or ticket.balance)
+        self.bounds = Bounds(
+            prompt_estimate=job.plan.prompt_tokens,
+            requested_output=job.request.completion_limit,
+            reasoning=job.reasons,
+            reserved=ticket.reserved if ticket is not None and held else None,
+        )
         self.attempts: list[Attempt] = []
         self.errors: list[UpstreamError] = []
         self.skip_models: set[str] = set()
         self.recorded = False  # `record` ran: the request is settled and its record submitted
-        ctx.route = [e.id for e in plan.endpoints]  # the plan, for tracing
 
     def endpoints(self) -> Iterator[Endpoint]:
         """The plan's endpoints still worth trying (a model that refused the request is skipped)."""
-        for endpoint in self.plan.endpoints:
+        for endpoint in self.job.plan.endpoints:
             if endpoint.model_id not in self.skip_models:
                 yield endpoint
 
-    def billed_usage(
+    def provider(self, endpoint: Endpoint) -> Provider:
+        return self.sinks.providers[endpoint.provider]
+
+    def bill(
         self,
         reported: dict[str, Any] | None,
-        completion_text: str,
         endpoint: Endpoint,
-        finish: str | None,
-    ) -> tuple[dict[str, Any], str | None]:
-        """OpenRouter's usage object: the provider's counts (estimated where missing, clamped
-        to what the endpoint and the request allow), with cost; and a note when clamped."""
-        usage = dict(reported or {})
-        if usage.get("prompt_tokens") is None:
-            usage["prompt_tokens"] = self.plan.prompt_tokens
-        if usage.get("completion_tokens") is None:
-            usage["completion_tokens"] = estimate_text_tokens(completion_text)
-        note = self._clamp(usage, endpoint)
-        usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
-        usage["cost"], usage["cost_details"] = usage_cost(usage, endpoint, finish)
-        usage["is_byok"] = False
-        ticket = self.ctx.ticket
-        held = ticket is not None and (ticket.key_hold or ticket.balance)
-        if ticket is not None and held and to_pico(usage["cost"]) > ticket.reserved:
-            # never more than admission held: a limit or balance is never overdrawn
-            capped = f"cost {usage['cost']} capped at the {to_usd(ticket.reserved)} reserved"
-            usage["cost"] = to_usd(ticket.reserved)
-            note = f"{note}; {capped}" if note else capped
-        return usage, note
-
-    def _clamp(self, usage: dict[str, Any], endpoint: Endpoint) -> str | None:
-        """Bound the counts a provider reported (checked non-negative integers by the
-        adapters) by what could have happened: the prompt by the context, the completion by
-        the endpoint's and the request's limits, each detail by its total."""
-        clamped: list[str] = []
-
-        def bound(holder: dict[str, Any], name: str, cap: int) -> int:
-            value = int(holder.get(name) or 0)
-            if value > cap:
-                clamped.append(f"{name} {value} > {cap}")
-                holder[name] = value = cap
-            return value
-
-        limits = (endpoint.max_completion_tokens, endpoint.context_length, HARD_TOKEN_CAP)
-        hard = min(c for c in limits if c)
-        prompt_cap = min(endpoint.context_length or HARD_TOKEN_CAP, HARD_TOKEN_CAP)
-        prompt = bound(usage, "prompt_tokens", prompt_cap)
-        prompt_details = usage.get("prompt_tokens_details")
-        if isinstance(prompt_details, dict):
-            prompt_details = usage["prompt_tokens_details"] = dict(prompt_details)
-            cached = bound(prompt_details, "cached_tokens", prompt)
-            if "cache_write_tokens" in prompt_details:
-                bound(prompt_details, "cache_write_tokens", prompt - cached)
-        completion_details = usage.get("completion_tokens_details")
-        reasoning = 0
-        if isinstance(completion_details, dict):
-            completion_details = usage["completion_tokens_details"] = dict(completion_details)
-            reasoning = bound(completion_details, "reasoning_tokens", hard)
-        cap = billable_output(
-            endpoint,
-            prompt_tokens=prompt,
-            requested=self.request.completion_limit,
-            reasoning=self.reasoning,
+        *,
+        text: str,
+        finish_reason: str | None,
+    ) -> Billed:
+        """The provider's counts (`reported`; `text` estimates a missing completion count),
+        bounded by the request and priced on `endpoint`, never above what admission held."""
+        completion_missing = not reported or reported.get("completion_tokens") is None
+        return bill_usage(
+            reported,
+            endpoint=endpoint,
+            bounds=self.bounds,
+            completion_estimate=estimate_text_tokens(text) if completion_missing else 0,
+            finish_reason=finish_reason,
         )
-        completion = bound(usage, "completion_tokens", cap)
-        if isinstance(completion_details, dict) and reasoning > completion:
-            bound(completion_details, "reasoning_tokens", completion)
-        return f"usage clamped: {', '.join(clamped)}" if clamped else None
-
-    def header(self, endpoint: Endpoint, obj: str) -> dict[str, Any]:
-        return {
-            "id": self.ctx.generation_id,
-            "provider": self.sinks.providers[endpoint.provider].name,
-            "model": endpoint.model_id,
-            "object": obj,
-            "created": self.ctx.created,
-        }
 
     def _note(
         self, endpoint: Endpoint, status: int | None, latency_ms: float, error: str | None = None
     ) -> None:
-        provider = self.sinks.providers[endpoint.provider]
+        provider = self.provider(endpoint)
         self.attempts.append(
             Attempt(
                 endpoint.provider,
@@ -228,7 +169,7 @@ class Run:
     def succeeded(
         self,
         endpoint: Endpoint,
-        usage: dict[str, Any],
+        billed: Billed,
         *,
         first_token_ms: float,
         total_ms: float,
@@ -244,9 +185,8 @@ class Run:
             self._note(endpoint, 200, first_token_ms, note)
             return
         generation_s = (total_ms - first_token_ms) / 1000
-        tokens = usage.get("completion_tokens") or 0
+        tokens = int(billed.counts.get("completion_tokens") or 0)
         throughput = tokens / generation_s if generation_s > 0 and tokens > 1 else None
-        costs = usage.get("cost_details") or {}
         self.sinks.stats.observe(
             AttemptSample(
                 endpoint_id=endpoint.id,
@@ -255,10 +195,10 @@ class Run:
                 verdict=Verdict.OK,
                 latency_ms=first_token_ms,
                 throughput=throughput,
-                prompt_tokens=int(usage.get("prompt_tokens") or 0),
-                completion_tokens=int(tokens),
-                prompt_cost=float(costs.get("upstream_inference_prompt_cost") or 0.0),
-                completion_cost=float(costs.get("upstream_inference_completions_cost") or 0.0),
+                prompt_tokens=int(billed.counts.get("prompt_tokens") or 0),
+                completion_tokens=tokens,
+                prompt_cost=to_usd(billed.bill.prompt),
+                completion_cost=to_usd(billed.bill.completion),
             )
         )
         self._note(endpoint, 200, first_token_ms, note)
@@ -294,40 +234,6 @@ class Run:
         if not error.fallback_allowed:  # the request itself was refused: try the next model
             self.skip_models.add(endpoint.model_id)
 
-    def served(
-        self, endpoint: Endpoint, completion: Completion, latency_ms: float
-    ) -> dict[str, Any]:
-        """A non-streamed answer: account for it and render OpenRouter's chat completion."""
-        choice = completion.choices[0] if completion.choices else {}
-        finish, native = choice.get("finish_reason"), choice.get("native_finish_reason")
-        reported = (completion.usage or {}).get("completion_tokens") is not None
-        text = "" if reported else _completion_text(choice.get("message") or {})  # only to estimate
-        usage, note = self.billed_usage(completion.usage, text, endpoint, finish)
-        if self.exclude_reasoning:
-            for c in completion.choices:
-                strip_reasoning(c.get("message") or {})
-        self.succeeded(endpoint, usage, first_token_ms=latency_ms, total_ms=latency_ms, note=note)
-        self.record(
-            Outcome(
-                endpoint=endpoint,
-                usage=usage,
-                finish_reason=finish,
-                native_finish_reason=native,
-                upstream_id=completion.upstream_id,
-                latency_ms=latency_ms,
-                generation_ms=latency_ms,
-            )
-        )
-        body = self.header(endpoint, "chat.completion")
-        body.update(
-            system_fingerprint=completion.system_fingerprint,
-            choices=completion.choices,
-            usage=usage,
-        )
-        if completion.service_tier is not None:
-            body["service_tier"] = completion.service_tier
-        return body
-
     def give_up(self) -> GatewayError:
         """Every attempt failed before output: record the request, return the error that ends it."""
         error = final_error(self.errors)
@@ -336,9 +242,21 @@ class Run:
         )
         return error
 
+    def broke(self, endpoint: Endpoint | None) -> None:
+        """A bug of the gateway's ended the request: recorded as an error, charged nothing
+        (the failure is the gateway's); `endpoint` is the one whose output had begun."""
+        self.record(
+            Outcome(
+                endpoint=endpoint,
+                finish_reason="error",
+                latency_ms=elapsed_ms(self.ctx.started),
+                error=GatewayError(500, "Internal server error"),
+            )
+        )
+
     def abandon(self) -> None:
-        """A request that ends before it was recorded (its stream never began, a bug): it
-        is recorded as cancelled, charged nothing, and its admission holds are released."""
+        """A request that ends before it was recorded (its stream never began): it is
+        recorded as cancelled, charged nothing, and its admission holds are released."""
         if not self.recorded:
             self.record(Outcome(latency_ms=elapsed_ms(self.ctx.started), cancelled=True))
 
@@ -347,18 +265,18 @@ class Run:
         if self.recorded:
             return
         self.recorded = True
-        usage = outcome.usage or {}
-        cost = float(usage.get("cost") or 0.0)
-        now = datetime.now(UTC)
-        ctx, endpoint = self.ctx, outcome.endpoint
-        provider = self.sinks.providers[endpoint.provider] if endpoint else None
-        model = endpoint.model_id if endpoint else self.plan.requested[0]
-        tokens = int(usage.get("total_tokens") or 0)
-        charged = self.sinks.spend.settle(ctx.ticket, cost=to_pico(cost), tokens=tokens)
+        billed = outcome.billed
+        usage = billed.counts if billed else {}
+        cost = billed.bill.total if billed else 0
+        ctx, endpoint, request = self.ctx, outcome.endpoint, self.job.request
+        provider = self.provider(endpoint) if endpoint else None
+        model = endpoint.model_id if endpoint else self.job.plan.requested[0]
+        tokens = billed.total_tokens if billed else 0
+        charged = self.sinks.spend.settle(ctx.ticket, cost=cost, tokens=tokens)
         self.sinks.records.submit(
             GenerationRecord(
                 id=ctx.generation_id,
-                created_at=now,
+                created_at=datetime.now(UTC),
                 model=model,
                 api_key_hash=ctx.api_key_hash,
                 provider_slug=provider.slug if provider else None,
@@ -377,12 +295,12 @@ class Run:
                     "reasoning_tokens"
                 ),
                 tokens_cached=(usage.get("prompt_tokens_details") or {}).get("cached_tokens"),
-                total_cost=cost,
+                total_cost=to_usd(cost),
                 http_referer=ctx.http_referer,
                 app_title=ctx.app_title,
                 user_agent=ctx.user_agent,
-                external_user=self.request.user,
-                session_id=self.request.session_id,
+                external_user=request.user,
+                session_id=request.session_id,
                 attempts=[_attempt_dict(a) for a in self.attempts],
                 error=outcome.error.error_object() if outcome.error else None,
                 balance_charged=charged,
@@ -405,15 +323,3 @@ def _attempt_dict(a: Attempt) -> dict[str, Any]:
         "latency_ms": a.latency_ms,
         "error": a.error,
     }
-
-
-def _completion_text(message: dict[str, Any]) -> str:
-    parts = [
-        message.get("content") if isinstance(message.get("content"), str) else "",
-        message.get("reasoning") or "",
-    ]
-    parts += [
-        str((c.get("function") or {}).get("arguments") or "")
-        for c in message.get("tool_calls") or []
-    ]
-    return "".join(p for p in parts if p)

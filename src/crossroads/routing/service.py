@@ -1,0 +1,155 @@
+"""The inference service: one owner for a chat request, from its parse to its record.
+
+`prepare` parses the request once, applies the key's guardrails, resolves its reasoning
+once, plans its endpoints and admits it against every limit: a `Job`. `complete` and
+`stream` are two thin drivers of one attempt loop (`attempt_loop`), which tries the plan's
+endpoints in order and falls back on failures of the provider (5xx, 429, timeouts,
+connection errors, the provider's own auth or model faults) while nothing has reached the
+client; a request error (400, 413, 422) moves on to the next model of `models` instead.
+Every attempt feeds the live statistics and the endpoint's circuit, and every request,
+served or not, leaves one generation record (`routing.run`): a client that goes away
+before output is recorded as cancelled and charged nothing; a bug of the gateway's is
+recorded as an error, charged nothing, and let out for the app's one error handler.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import AsyncGenerator, Callable
+from contextlib import aclosing
+from dataclasses import dataclass
+from typing import Any
+
+from crossroads.accounting.keys import ApiKey
+from crossroads.catalog import Catalog
+from crossroads.errors import GatewayError, StreamFailure
+from crossroads.limits.demand import demand_for
+from crossroads.limits.guardrails import guard_body, guardrail_error
+from crossroads.limits.policy import Limits
+from crossroads.providers.base import UpstreamError
+from crossroads.providers.reasoning import resolve_reasoning
+from crossroads.routing.attempt import Upstream
+from crossroads.routing.context import RequestContext
+from crossroads.routing.job import Job
+from crossroads.routing.plan import plan_request
+from crossroads.routing.relay import AnswerLeg, Leg, StreamLeg
+from crossroads.routing.run import Run, Sinks
+from crossroads.schema.chat import ChatRequest
+from crossroads.telemetry.circuit import Circuits
+from crossroads.telemetry.stats import LiveStats
+
+Output = dict[str, Any] | StreamFailure
+
+
+@dataclass(frozen=True, slots=True)
+class ChatStream:
+    """One streamed chat completion: OpenAI-shaped chunks, then, if the provider failed
+    after output began, one `StreamFailure`. If every endpoint fails first, `chunks`
+    raises the GatewayError. `settle` runs when the response closes: a stream that never
+    began is still recorded and its admission released."""
+
+    chunks: AsyncGenerator[Output, None]
+    settle: Callable[[], None]
+
+
+class InferenceService:
+    def __init__(
+        self,
+        *,
+        catalog: Catalog,
+        upstream: Upstream,
+        stats: LiveStats,
+        circuits: Circuits,
+        limits: Limits,
+        sinks: Sinks,
+        rng: random.Random,
+    ) -> None:
+        self.catalog, self.upstream, self.stats, self.circuits = catalog, upstream, stats, circuits
+        self.limits, self.sinks, self.rng = limits, sinks, rng
+
+    async def prepare(
+        self,
+        body: dict[str, Any],
+        *,
+        key: ApiKey,
+        ctx: RequestContext,
+        parse: Callable[[dict[str, Any]], ChatRequest],
+    ) -> Job:
+        """Parse, guard, plan and admit one request (402 or 429 when a limit says no); `body`
+        is OpenRouter's chat request, `parse` the dialect's validation of it."""
+        request = parse(body)
+        rails = key.guardrails
+        if rails is not None:  # the key's guardrails force their policy onto the request
+            body = guard_body(rails, body, resolve=self.catalog.canonical_id)
+            request = parse(body)
+        reasoning = resolve_reasoning(body)
+        reasons = reasoning is not None and reasoning.enabled
+        try:
+            plan = plan_request(
+                request,
+                body,
+                self.catalog,
+                self.stats,
+                self.rng,
+                circuits=self.circuits,
+                reasoning=reasons,
+            )
+        except GatewayError as error:
+            if rails is None:
+                raise
+            raise guardrail_error(rails, error) from None
+        demand = demand_for(
+            plan.endpoints,
+            prompt_tokens=plan.prompt_tokens,
+            requested_output=request.completion_limit,
+            reasoning=reasons,
+        )
+        ctx.ticket = await self.limits.admit(key, demand)
+        ctx.route = [e.id for e in plan.endpoints]  # the plan, for tracing
+        return Job(request, body, plan, ctx, reasoning)
+
+    async def complete(self, job: Job) -> dict[str, Any]:
+        """The whole answer: OpenRouter's chat completion, or the GatewayError that ends it."""
+        run = Run(self.sinks, job, streamed=False)
+        try:
+            async with aclosing(attempt_loop(self.upstream, run, AnswerLeg)) as outputs:
+                answer = await anext(outputs)  # the loop yields once, or raises
+        finally:
+            run.abandon()
+        assert isinstance(answer, dict)  # a whole answer never fails midway
+        return answer
+
+    def stream(self, job: Job) -> ChatStream:
+        run = Run(self.sinks, job, streamed=True)
+        return ChatStream(attempt_loop(self.upstream, run, StreamLeg), run.abandon)
+
+
+async def attempt_loop(
+    upstream: Upstream, run: Run, kind: type[Leg]
+) -> AsyncGenerator[Output, None]:
+    """The one attempt loop: what each leg of `kind` delivers, then its last output."""
+    body, waits, streamed = run.job.body, run.ctx.waits, run.streamed
+    for endpoint in run.endpoints():
+        leg = kind(run, endpoint)
+        try:
+            async with upstream.call(endpoint, body, stream=streamed, waits=waits) as call:
+                async for chunk in leg.take(call):
+                    yield chunk
+            last = leg.finish()
+        except UpstreamError as error:
+            if not leg.started:
+                run.failed(endpoint, error, leg.latency_ms())
+                continue
+            assert isinstance(leg, StreamLeg)  # only a stream delivers before its end
+            yield leg.fail(error)
+            return
+        except (asyncio.CancelledError, GeneratorExit):
+            leg.cancel()  # the client went away, or the consumer closed us
+            raise
+        except Exception:  # a bug of ours, not the client's doing: record it, let it out
+            run.broke(endpoint if leg.started else None)
+            raise
+        yield last
+        return
+    raise run.give_up()
