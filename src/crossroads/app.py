@@ -11,7 +11,8 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 
-from crossroads.api import api_routes
+from crossroads.api import api_routes, inference_handlers
+from crossroads.api.fastpath import InferencePaths
 from crossroads.api.http import render_error
 from crossroads.api.observe import Observe
 from crossroads.errors import GatewayError
@@ -20,7 +21,8 @@ from crossroads.settings import Settings
 from crossroads.web import Pages, web_routes
 
 # Every error a client sees is rendered by `render_error`: a route raises `GatewayError`,
-# Starlette raises `HTTPException` (404 for an unknown path, 405 for a wrong method), and
+# Starlette raises `HTTPException` (404 for an unknown path, 405 for a wrong method),
+# `api/fastpath.py` renders the inference routes' own GatewayErrors the same way, and
 # anything else is a 500, rendered by the `Observe` middleware (so it carries the overhead
 # header too) before the exception goes on to the server's log.
 
@@ -50,7 +52,10 @@ def create_app(settings: Settings, gateway: Gateway | None = None) -> Starlette:
     app = Starlette(
         routes=[*api_routes(), *web_routes()],  # the API's routes first: they always win
         lifespan=lifespan,
-        middleware=[Middleware(Observe, gateway=gateway)],  # overhead header, access log, span
+        middleware=[
+            Middleware(Observe, gateway=gateway),  # overhead header, access log, span
+            Middleware(InferencePaths, handlers=inference_handlers()),  # no router for these
+        ],
         exception_handlers={
             GatewayError: _gateway_error,
             HTTPException: _http_error,

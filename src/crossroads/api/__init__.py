@@ -16,16 +16,28 @@ from crossroads.api import (
     openapi,
     stats,
 )
+from crossroads.api.fastpath import Handler
 from crossroads.api.messages import messages
 from crossroads.api.responses import responses
+
+PREFIXES = ("/api/v1", "/v1")
+# the inference routes (all POST), dispatched by `api.fastpath` and listed in the router too
+INFERENCE: dict[str, Handler] = {
+    "/chat/completions": chat.chat_completions,
+    "/messages": messages,
+    "/responses": responses,
+    "/completions": completions.completions,
+}
+
+
+def inference_handlers() -> dict[str, Handler]:
+    """Every inference path, under each prefix, and its handler."""
+    return {prefix + path: handler for prefix in PREFIXES for path, handler in INFERENCE.items()}
 
 
 def _routes() -> list[BaseRoute]:
     return [
-        Route("/chat/completions", chat.chat_completions, methods=["POST"]),
-        Route("/messages", messages, methods=["POST"]),
-        Route("/responses", responses, methods=["POST"]),
-        Route("/completions", completions.completions, methods=["POST"]),
+        *(Route(path, handler, methods=["POST"]) for path, handler in INFERENCE.items()),
         Route("/models", catalog.list_models, methods=["GET"]),
         Route("/models/count", catalog.count_models, methods=["GET"]),
         Route("/models/{author}/{slug}/endpoints", catalog.list_endpoints, methods=["GET"]),
@@ -55,6 +67,5 @@ def api_routes() -> list[BaseRoute]:
     return [
         health_route,
         metrics_route,
-        Mount("/api/v1", routes=routes),
-        Mount("/v1", routes=routes),
+        *(Mount(prefix, routes=routes) for prefix in PREFIXES),
     ]
