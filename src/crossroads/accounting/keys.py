@@ -66,7 +66,7 @@ def spent_pico(usd: float) -> int:
 
 
 @dataclass(slots=True)
-class Usage:
+class SpendAtStart:
     """Spend in pico-USD as the records said at start: all time and for the UTC day, week
     (from Monday) and month of `starts`. Where the limits' counters start (`limits.policy`).
 
@@ -97,7 +97,7 @@ class ApiKey:
     requests_per_minute: int | None = None  # optional limits set by an operator
     tokens_per_minute: int | None = None
     guardrails: Guardrails | None = None
-    usage: Usage = field(default_factory=Usage)
+    usage: SpendAtStart = field(default_factory=SpendAtStart)
     last_used_at: datetime | None = None  # this process's view; not persisted
 
     def row(self) -> dict[str, Any]:

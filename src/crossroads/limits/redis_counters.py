@@ -73,7 +73,7 @@ SCRIPT_SHA = hashlib.sha1(SCRIPT.encode()).hexdigest()
 
 
 @dataclass(frozen=True, slots=True)
-class Outcome:
+class ScriptRun:
     """One script run: the result (None when its claim was taken before: it ran already)
     and the touched counters after it, name -> (value, PTTL in ms, -1: no expiry)."""
 
@@ -129,7 +129,7 @@ class RedisCounters:
         *,
         seeds: Mapping[str, int] | None = None,
         claim: tuple[str, int] | None = None,
-    ) -> Outcome:
+    ) -> ScriptRun:
         """Apply `op`; `seeds` override the seeds it names; `claim`: (claims set name, number):
         the op runs only if that number was not claimed before."""
         counters = op.counter_names()
@@ -176,10 +176,10 @@ class RedisCounters:
             for i in range(0, len(after), 3)
         }
         if status < 0:
-            return Outcome(None, state)
+            return ScriptRun(None, state)
         values = {names[before[i] - 1]: int(before[i + 1]) for i in range(0, len(before), 2)}
         result = Result(passed=status == 1, failed=failed if failed >= 0 else None, values=values)
-        return Outcome(result, state)
+        return ScriptRun(result, state)
 
 
 class SharedCounters:

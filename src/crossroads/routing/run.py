@@ -23,7 +23,7 @@ from crossroads.routing.context import elapsed_ms
 from crossroads.routing.job import Job
 from crossroads.routing.tokens import estimate_text_tokens
 from crossroads.schema.catalog import Endpoint, Provider
-from crossroads.schema.generation import Attempt, GenerationRecord
+from crossroads.schema.generation import Attempt, GenerationRecord, RecordSink
 from crossroads.schema.limits import Ticket
 from crossroads.telemetry.sample import AttemptSample, Verdict
 
@@ -39,12 +39,6 @@ class SpendSink(Protocol):
     whether the charge was drawn from the account balance (it then gets a ledger row)."""
 
     def settle(self, ticket: Ticket | None, *, cost: int, tokens: int) -> bool: ...
-
-
-class RecordSink(Protocol):
-    """Takes each request's one generation record (the recorder, metrics, the access log)."""
-
-    def submit(self, record: GenerationRecord) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 
 @dataclass(slots=True)
@@ -141,3 +141,9 @@ class GenerationRecord:
 
 
 _FIELDS = frozenset(f.name for f in fields(GenerationRecord))  # what `from_row` keeps
+
+
+class RecordSink(Protocol):
+    """Takes each request's one generation record (the recorder, metrics, the access log)."""
+
+    def submit(self, record: GenerationRecord) -> None: ...

@@ -145,7 +145,7 @@ class GenerationStore:
 
     async def spend_by_key(self, starts: Mapping[str, datetime]) -> dict[str, dict[str, float]]:
         """USD spent per key: all time (`total`) and since each of `starts`. The database sums
-        the float costs (one fast pass at start); `accounting.keys.Usage` rounds each sum to
+        the float costs (one fast pass at start); `accounting.keys.SpendAtStart` rounds each sum to
         the pico. A cost that is not a finite number (or beyond +-1e300) counts as 0."""
         raw, at = generations.c.total_cost, generations.c.created_at
         cost = sa.case((raw.between(-1e300, 1e300), raw), else_=0.0)

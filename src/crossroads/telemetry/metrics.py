@@ -40,7 +40,7 @@ import logging
 from bisect import bisect_left
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any, Protocol
+from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import (
@@ -50,7 +50,7 @@ from prometheus_client.core import (
     Metric,
 )
 
-from crossroads.schema.generation import GenerationRecord
+from crossroads.schema.generation import GenerationRecord, RecordSink
 from crossroads.telemetry.recorder import RecorderStats
 
 log = logging.getLogger("crossroads.metrics")
@@ -290,10 +290,6 @@ class _Collector:
             ("write_failures", stats.write_failures, "Inserts failed for want of the database"),
         ):
             yield CounterMetricFamily(f"crossroads_recorder_{name}", text, value=value)
-
-
-class RecordSink(Protocol):
-    def submit(self, record: GenerationRecord) -> None: ...
 
 
 class RecordFanout:

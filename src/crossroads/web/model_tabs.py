@@ -101,7 +101,7 @@ TAB_BY_SLUG: dict[str, Tab] = {tab.slug: tab for tab in TABS}
 
 
 @dataclass(frozen=True, slots=True)
-class AppRow:
+class ModelApp:
     """An app that used the model this month (its HTTP-Referer, else its X-Title)."""
 
     rank: int
@@ -166,7 +166,7 @@ class TabContent:
 
     charts: list[Chart] = field(default_factory=list)
     summaries: list[TabSummary] = field(default_factory=list)
-    apps: list[AppRow] = field(default_factory=list)
+    apps: list[ModelApp] = field(default_factory=list)
     unattributed: Usage | None = None  # this month's usage that named no app
     benchmarks: Benchmarks | None = None
     days: list[DayRow] = field(default_factory=list)  # newest first, days with requests
@@ -286,7 +286,7 @@ def apps(found: list[AppUsage] | None) -> TabContent:
     """The month's apps by tokens; usage that named no app is counted apart."""
     if found is None:
         return TabContent(usage_unavailable=True)
-    rows: list[AppRow] = []
+    rows: list[ModelApp] = []
     unattributed: Usage | None = None
     for app in found:
         if not app.app:
@@ -294,7 +294,7 @@ def apps(found: list[AppUsage] | None) -> TabContent:
             continue
         if len(rows) < TOP_APPS:
             href = app.app if app.app.startswith(("https://", "http://")) else None
-            rows.append(AppRow(len(rows) + 1, app.app, href, app.usage))
+            rows.append(ModelApp(len(rows) + 1, app.app, href, app.usage))
     return TabContent(apps=rows, unattributed=unattributed)
 
 

@@ -50,7 +50,7 @@ class AppModel:
 
 
 @dataclass(slots=True)
-class AppRow:
+class AppRanking:
     """One app over the month: its usage in total and per model, most tokens first."""
 
     app: str  # the HTTP-Referer or X-Title, as recorded
@@ -88,10 +88,10 @@ def ranked(rows: list[ModelUsage], catalog: Catalog) -> list[RankedModel]:
     return out
 
 
-def grouped_apps(rows: Iterable[AppUsage], catalog: Catalog) -> tuple[list[AppRow], Usage]:
+def grouped_apps(rows: Iterable[AppUsage], catalog: Catalog) -> tuple[list[AppRanking], Usage]:
     """Usage per app (with its models) from the rollups' per app and model rows, most
     tokens first, and the unattributed usage."""
-    apps: dict[str, AppRow] = {}
+    apps: dict[str, AppRanking] = {}
     unattributed = Usage()
     for row in rows:
         if not row.app:
@@ -100,7 +100,7 @@ def grouped_apps(rows: Iterable[AppUsage], catalog: Catalog) -> tuple[list[AppRo
         app = apps.get(row.app)
         if app is None:
             is_url = row.app.startswith(("http://", "https://"))
-            app = apps[row.app] = AppRow(row.app, row.app if is_url else None)
+            app = apps[row.app] = AppRanking(row.app, row.app if is_url else None)
         app.usage = app.usage.plus(row.usage)
         name, href = _named(row.model, catalog)
         app.models.append(AppModel(row.model, name, href, row.usage))
