@@ -21,9 +21,9 @@ from urllib.parse import urlencode
 from starlette.requests import Request
 from starlette.responses import Response
 
-from crossroads.api.catalog import ModelsQuery, Sort, filtered_models, sorted_models
 from crossroads.api.http import gateway_of
 from crossroads.catalog import Catalog, Model
+from crossroads.listing.models import ModelsQuery, Sort, filtered_models, sorted_models
 from crossroads.web.figures import is_free, model_usable
 from crossroads.web.templating import render
 from crossroads.web.urls import model_href

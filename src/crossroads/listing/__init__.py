@@ -1,0 +1,1 @@
+"""Browsing the catalog: its models filtered and sorted by a query."""
