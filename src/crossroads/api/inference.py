@@ -46,23 +46,24 @@ def new_generation_id() -> str:
     return f"gen-{int(time.time())}-{secrets.token_hex(10)}"
 
 
+# what the generations table stores of each attribution header, read once
+_TITLE_LENGTH = column_length(generations.c.app_title)
+_REFERER_LENGTH = column_length(generations.c.http_referer)
+_AGENT_LENGTH = column_length(generations.c.user_agent)
+
+
 def request_context(request: Request, api_key_hash: str | None) -> RequestContext:
     """Who asks: the attribution headers, bounded to what the generations table stores."""
     headers = request.headers
-    title_limit = column_length(generations.c.app_title)
-    title = attribution(headers.get("x-openrouter-title"), limit=title_limit) or attribution(
-        headers.get("x-title"), limit=title_limit
+    title = attribution(headers.get("x-openrouter-title"), limit=_TITLE_LENGTH) or attribution(
+        headers.get("x-title"), limit=_TITLE_LENGTH
     )
     return RequestContext(
         generation_id=new_generation_id(),
         api_key_hash=api_key_hash,
-        http_referer=attribution(
-            headers.get("http-referer"), limit=column_length(generations.c.http_referer)
-        ),
+        http_referer=attribution(headers.get("http-referer"), limit=_REFERER_LENGTH),
         app_title=title,
-        user_agent=attribution(
-            headers.get("user-agent"), limit=column_length(generations.c.user_agent)
-        ),
+        user_agent=attribution(headers.get("user-agent"), limit=_AGENT_LENGTH),
     )
 
 
