@@ -47,8 +47,8 @@ def usage_pico(srv: Server) -> int:
 
 
 def left_pico(srv: Server) -> int:
-    data = credits(srv)
-    return to_pico(data["total_credits"]) - to_pico(data["total_usage"])
+    """The balance requests are held to: the credits less the charges drawn from them."""
+    return to_pico(credits(srv)["total_credits"]) - sum(ledger_charges(srv).values())
 
 
 def charged(srv: Server, generation_id: str) -> int:
@@ -73,13 +73,40 @@ def test_a_fresh_server_does_not_enforce_the_balance(srv: Server) -> None:
     r = srv.chat("acme/paid", "no credits yet", max_tokens=5)
     assert r.status_code == 200 and r.json()["usage"]["cost"] > 0
     assert charged(srv, r.json()["id"]) == 0  # nothing drawn from a balance not in force
-    assert credits(srv) == {"total_credits": 0, "total_usage": 0}
+    # but the account used it: total_usage is what was spent, enforced or not (OpenRouter's)
+    shown = credits(srv)
+    assert shown["total_credits"] == 0
+    assert to_pico(shown["total_usage"]) == to_pico(r.json()["usage"]["cost"])
+
+
+def test_credits_through_the_openrouter_sdk(srv: Server) -> None:
+    """GET /credits as OpenRouter's own SDK reads it, after paid requests on a key."""
+    from openrouter import OpenRouter
+
+    key = srv.create_key("sdk-credits")["key"]
+    before = usage_pico(srv)
+    costs = []
+    for words in ("one", "one two three"):
+        r = srv.post("/chat/completions", chat_body("acme/paid", words, max_tokens=8), key)
+        assert r.status_code == 200, r.text
+        costs.append(to_pico(r.json()["usage"]["cost"]))
+        recorded(srv, r.json()["id"], key)
+    assert all(c > 0 for c in costs)
+    with OpenRouter(api_key=srv.management_key, server_url=srv.base_url) as client:
+
+        def read() -> Any:
+            data = client.credits.get_credits().data
+            return data if to_pico(data.total_usage) - before == sum(costs) else None
+
+        data = waited(read, what="the SDK's credits to show the spend")
+    assert to_pico(data.total_credits) == to_pico(credits(srv)["total_credits"])
 
 
 def test_credits_are_drawn_down_to_the_pico_then_402(srv: Server) -> None:
     add_credits(srv, "0.0123456789")
     assert srv.get("/key").json()["data"]["is_free_tier"] is False
-    before = usage_pico(srv)
+    before = usage_pico(srv)  # the requests made before the balance was in force included
+    charged_before = sum(ledger_charges(srv).values())
     costs: dict[str, int] = {}
     for words in ("a", "a b", "a b c d e", TEN_WORDS):  # different costs, all paid
         r = srv.chat("acme/paid", words, max_tokens=12)
@@ -128,12 +155,13 @@ def test_credits_are_drawn_down_to_the_pico_then_402(srv: Server) -> None:
     # GET /credits and the ledger agree with what the responses reported, to the pico
     def agreed() -> bool:
         usage = usage_pico(srv)
-        return usage - before == sum(costs.values()) == sum(ledger_charges(srv).values()) - before
+        drawn = sum(ledger_charges(srv).values()) - charged_before
+        return usage - before == sum(costs.values()) == drawn
 
     waited(agreed, what="GET /credits and the ledger to hold every charge")
     data = credits(srv)
     assert to_pico(data["total_credits"]) == to_pico("0.0123456789")
-    assert to_pico(data["total_usage"]) <= to_pico(data["total_credits"])
+    assert sum(ledger_charges(srv).values()) <= to_pico(data["total_credits"])
     for generation_id, cost in costs.items():
         assert charged(srv, generation_id) == cost
 

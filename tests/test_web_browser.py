@@ -411,6 +411,11 @@ def test_account_lists_the_keys_own_generations(
     assert {traffic.generation_a, traffic.generation_b} <= listed, listed
     assert manager.page.is_visible("#management")
     assert manager.page.locator("#keys-table tbody tr").count() >= 3  # tests, a, b
+    # the credits view shows what the account used, though no balance is enforced here
+    used = site.get("/credits", site.management_key).json()["data"]["total_usage"]
+    assert used > 0
+    shown = manager.page.locator("#credits div", has_text="Used").locator("dd").inner_text()
+    assert shown == f"${used:.6f}".rstrip("0").rstrip("."), (shown, used)
     own.assert_clean()
     manager.assert_clean()
 

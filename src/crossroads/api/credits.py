@@ -1,7 +1,12 @@
 """The account: GET /credits (the balance) and GET /activity (daily usage), management key.
 
-The balance is the ledger's: credits added (`crossroads credits add`) and the charges drawn
-from it while it is in force. Activity is read from the generation records.
+`total_credits` is the ledger's credits added (`crossroads credits add`). `total_usage` is,
+as OpenRouter's, what the account has used whether or not a balance is enforced: the cost
+of every generation record, or the charges drawn from the balance when those are ahead (a
+charge is counted at once; its record is written a moment later). The balance requests are
+held to is the credits minus the charges drawn while it was in force: the same figure as
+credits minus usage unless requests were made before the first top-up. Activity is read
+from the generation records.
 """
 
 from __future__ import annotations
@@ -24,8 +29,9 @@ ACTIVITY_DAYS = 30  # the completed UTC days /activity covers, today's so far be
 
 async def credits(request: Request) -> Response:
     await management_key(request)
-    limits = gateway_of(request).limits
-    usage = await limits.account_usage()
+    gateway = gateway_of(request)
+    limits = gateway.limits
+    usage = max(await limits.account_usage(), await gateway.rollups.total_cost())
     return JSON(
         {
             "data": {

@@ -19,7 +19,7 @@ from crossroads.cli.store import database_options, echo_json, load_target, run, 
 from crossroads.errors import ConfigError
 from crossroads.schema.accounts import LedgerEntry, LedgerTotals
 from crossroads.settings import credits_enforced
-from crossroads.storage import LedgerStore
+from crossroads.storage import LedgerStore, RollupStore
 from crossroads.storage.tables import CONTROL_CHARACTERS, column_length, ledger
 
 SHOWN_ENTRIES = 10  # ledger rows `credits show` lists, newest first
@@ -66,10 +66,11 @@ def _entry(entry: LedgerEntry) -> dict[str, Any]:
     }
 
 
-def _totals(totals: LedgerTotals) -> list[tuple[str, str]]:
+def _totals(totals: LedgerTotals, used: int = 0) -> list[tuple[str, str]]:
+    """The lines of the totals; `used` is what the records cost (usage is the larger)."""
     return [
         ("total credits", usd(totals.credits)),
-        ("total usage", usd(totals.charges)),
+        ("total usage", usd(max(totals.charges, used))),
         ("balance", usd(totals.balance)),
     ]
 
@@ -114,18 +115,19 @@ def show(as_json: bool, config: str | None, database: str | None, data_dir: str 
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
 
-    async def work(engine: AsyncEngine) -> tuple[LedgerTotals, list[LedgerEntry]]:
+    async def work(engine: AsyncEngine) -> tuple[LedgerTotals, list[LedgerEntry], int]:
         ledger = LedgerStore(engine)
-        return await ledger.totals(), await ledger.entries(SHOWN_ENTRIES)
+        used = await RollupStore(engine).total_cost()
+        return await ledger.totals(), await ledger.entries(SHOWN_ENTRIES), used
 
-    totals, entries = run(target.settings, work)
+    totals, entries, used = run(target.settings, work)
     enforced = configured or totals.credit_rows > 0
     if as_json:
         echo_json(
             {
                 "data": {
                     "total_credits": to_usd(totals.credits),
-                    "total_usage": to_usd(totals.charges),
+                    "total_usage": to_usd(max(totals.charges, used)),  # as GET /credits
                     "balance": to_usd(totals.balance),
                     "enforced": enforced,
                     "entries": [_entry(e) for e in entries],
@@ -137,7 +139,7 @@ def show(as_json: bool, config: str | None, database: str | None, data_dir: str 
         state = "no (no credits were added, and the config does not enforce it)"
     else:
         state = "yes" + ("" if totals.credit_rows else " (the config enforces it)")
-    click.echo(_lines([*_totals(totals), ("enforced", state)]))
+    click.echo(_lines([*_totals(totals, used), ("enforced", state)]))
     if not entries:
         click.echo("\nThe ledger is empty.")
         return

@@ -8,7 +8,8 @@ before. The app is the request's HTTP-Referer, else its X-Title, else '' (unattr
 Every record counts as a request (failed ones too: their tokens and cost are 0).
 
 `RollupStore` reads it: per model per day, per app per model over a span of days (a
-month), per model over a span (a week, for rankings), and each model's tokens over all
+month), per model over a span (a week, for rankings), the cost of all records (the
+account's usage, GET /credits), and each model's tokens over all
 time and recent days (the `/models` popularity sorts). The table is small (days x models
 x apps), and each read is one grouped query that runs on SQLite and PostgreSQL alike.
 
@@ -32,6 +33,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from crossroads.accounting.money import to_pico
 from crossroads.storage.tables import generations, usage_daily
 
 log = logging.getLogger("crossroads.rollups")
@@ -227,6 +229,11 @@ class RollupStore:
         found = [ModelUsage(r.model, _usage(r)) for r in await self._rows(query)]
         return sorted(found, key=lambda m: (_by_tokens(m.usage), m.model))
 
+    async def total_cost(self) -> int:
+        """What every generation record ever stored cost, pico-USD (the account's usage)."""
+        rows = await self._rows(sa.select(sa.func.sum(usage_daily.c.cost).label("cost")))
+        return to_pico(float(rows[0].cost or 0.0))
+
     async def popularity(self, *, today: date, recent_days: int = 7) -> Popularity:
         """Tokens per model, all time and over the last `recent_days` days up to `today`."""
         tokens = usage_daily.c.prompt_tokens + usage_daily.c.completion_tokens
@@ -304,6 +311,10 @@ class Rollups:
         return await self._cached(
             ("models", first, last), lambda: self._store.models(first=first, last=last)
         )
+
+    async def total_cost(self) -> int:
+        """The records' total cost, pico-USD, read now (not cached: GET /credits shows it)."""
+        return await self._store.total_cost()
 
     def popularity(self) -> Popularity:
         """The latest popularity figures (no I/O: the request path reads this)."""

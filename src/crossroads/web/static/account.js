@@ -166,7 +166,7 @@
     const c = credits.data;
     facts($("credits"), [
       ["Credits added", C.usd(c.total_credits)],
-      ["Usage drawn", C.usd(c.total_usage)],
+      ["Used", C.usd(c.total_usage)],
       ["Balance", C.usd(Number(c.total_credits) - Number(c.total_usage))],
     ]);
     const days = activity.data
