@@ -72,7 +72,8 @@ class Watched:
         assert self.page.evaluate("() => JSON.stringify(localStorage)").count(key) == 1
 
 
-def _watch(page: Page) -> Watched:
+def watch(page: Page) -> Watched:
+    """`page`, its console errors, uncaught exceptions and failed requests recorded."""
     watched = Watched(page)
 
     def console(message: Any) -> None:
@@ -115,7 +116,7 @@ DESKTOP = {"width": 1280, "height": 800}
 def _open(browser: Any, base_url: str, **options: Any) -> tuple[Any, Watched]:
     context = browser.new_context(base_url=base_url, **options)
     context.set_default_timeout(TIMEOUT_MS)
-    return context, _watch(context.new_page())
+    return context, watch(context.new_page())
 
 
 @pytest.fixture

@@ -181,10 +181,14 @@ def test_home_docs_and_static(site: Server) -> None:
         ("/static/site.css", "text/css"),
         ("/static/site.js", "text/javascript"),
         ("/static/favicon.svg", "image/svg+xml"),
+        ("/favicon.ico", "image/svg+xml"),  # asked for where no page names an icon
     ):
         r = page(site, path)
         assert r.status_code == 200 and r.headers["content-type"].startswith(kind), path
     assert page(site, "/static/nothing.css").status_code == 404
+    assert page(site, "/favicon.ico").content == page(site, "/static/favicon.svg").content
+    (icon,) = home.find("link", rel="icon")
+    assert icon["href"].startswith("data:image/svg+xml,")  # inside the page: never fetched
 
 
 def test_unknown_pages_are_html_404_and_api_stays_json(site: Server) -> None:

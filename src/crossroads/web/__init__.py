@@ -59,6 +59,7 @@ def web_routes() -> list[BaseRoute]:
         Mount("/static", app=static, name="static"),
         Route("/", home.home, methods=["GET"]),
         Route("/docs", home.docs, methods=["GET"]),
+        Route("/favicon.ico", home.favicon, methods=["GET"]),
         *interactive_routes(),
         *listing_routes(),
         *model_routes(),  # `/{author}/...`: after every literal path

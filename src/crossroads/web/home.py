@@ -17,7 +17,7 @@ from starlette.responses import Response
 
 from crossroads.gateway import Gateway
 from crossroads.web.figures import read_usage
-from crossroads.web.templating import render
+from crossroads.web.templating import favicon_svg, render
 from crossroads.web.urls import api_base_url, model_href
 
 log = logging.getLogger("crossroads.web")
@@ -92,6 +92,13 @@ async def home(request: Request) -> Response:
         api_base=api_base_url(request),
     )
     return render(request, "home.html", view=view)
+
+
+async def favicon(request: Request) -> Response:
+    """`/favicon.ico`, which browsers ask for where a page names no icon (a JSON answer
+    opened in a tab): the site's icon, not a 404."""
+    headers = {"Cache-Control": "public, max-age=86400"}
+    return Response(favicon_svg(), media_type="image/svg+xml", headers=headers)
 
 
 async def docs(request: Request) -> Response:

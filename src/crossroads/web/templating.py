@@ -25,7 +25,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
+from importlib import resources
 from typing import Any, TypeVar, cast
+from urllib.parse import quote
 
 from jinja2 import Environment, PackageLoader, StrictUndefined
 from starlette.requests import Request
@@ -227,6 +229,16 @@ SECURITY = {
 T = TypeVar("T")
 
 
+def favicon_svg() -> bytes:
+    return resources.files("crossroads.web").joinpath("static/favicon.svg").read_bytes()
+
+
+def favicon_data_uri() -> str:
+    """The icon inside every page: a browser then never fetches one, so no icon request is
+    left in flight (and reported as aborted) when a visitor moves on before it loads."""
+    return "data:image/svg+xml," + quote(favicon_svg().decode())
+
+
 class Pages:
     """The website's template environment (one per app): `render` answers a page."""
 
@@ -239,7 +251,7 @@ class Pages:
             lstrip_blocks=True,
         )
         self.env.filters.update(FILTERS)
-        self.env.globals.update(nav=NAV, footer=FOOTER)
+        self.env.globals.update(nav=NAV, footer=FOOTER, favicon=favicon_data_uri())
         self._charts: OrderedDict[tuple[str, ...], tuple[int, Any]] = OrderedDict()
 
     def charts(self, key: tuple[str, ...], build: Callable[[], T]) -> T:
