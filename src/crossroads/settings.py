@@ -28,6 +28,7 @@ _POSITIVE = {
     "free_requests_per_day",
     "free_requests_per_day_with_credits",
     "keys_refresh_seconds",
+    "shutdown_grace_seconds",
 }
 
 
@@ -52,6 +53,9 @@ class Settings:
     recorder_interval_seconds: float = 0.25
     discovery_interval_seconds: float = 30.0  # how often local servers are probed again
     log_level: str = "warning"
+    # On SIGTERM: stop listening, let the requests and streams in flight finish for up to
+    # this long (the rest are cancelled and recorded so), then write the records and exit.
+    shutdown_grace_seconds: float = 30.0
     # What a provider may send: a whole answer, one stream event (bytes); how long a stream
     # may run, and stay silent between events (seconds; a provider's `timeout_seconds` lowers
     # the silence it is allowed). Past any of them the attempt fails as the provider's fault.

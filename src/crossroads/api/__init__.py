@@ -63,9 +63,11 @@ def _routes() -> list[BaseRoute]:
 def api_routes() -> list[BaseRoute]:
     routes = _routes()
     health_route = Route("/health", health.health, methods=["GET"])  # no key; at the root
+    live_route = Route("/health/live", health.live, methods=["GET"])
     metrics_route = Route("/metrics", metrics.metrics, methods=["GET"])  # no key; at the root
     return [
         health_route,
+        live_route,
         metrics_route,
         *(Mount(prefix, routes=routes) for prefix in PREFIXES),
     ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING
 
 import click
@@ -9,10 +10,13 @@ from sqlalchemy.engine import make_url
 
 from crossroads.catalog import read_config
 from crossroads.cli.keys import write_key_file
+from crossroads.cli.workers import check_workers, hand_over, prepare
 from crossroads.errors import ConfigError
 from crossroads.settings import Settings
 
 if TYPE_CHECKING:
+    from starlette.types import ASGIApp
+
     from crossroads.gateway import Gateway
 
 
@@ -32,8 +36,7 @@ def _store_generated_key(settings: Settings, token: str) -> list[str]:
     ]
 
 
-def _announce(settings: Settings, gateway: Gateway) -> None:
-    base = f"http://{settings.host}:{settings.port}"
+def _catalog_line(gateway: Gateway) -> str:
     usable = gateway.catalog.usable_providers()
     providers = gateway.catalog.providers
     routable = sum(
@@ -41,20 +44,31 @@ def _announce(settings: Settings, gateway: Gateway) -> None:
         for m in gateway.catalog.models.values()
         if any(providers[e.provider].usable for e in m.endpoints)
     )
-    lines = [
-        f"Crossroads listening on {base}  (OpenAI/OpenRouter base URL: {base}/api/v1)",
-        f"Database: {make_url(settings.database_url).render_as_string(hide_password=True)}",
+    return (
         f"Catalog: {len(gateway.catalog.models)} models, {routable} routable; "
         f"{len(usable)} of {len(providers)} providers usable: "
         + (
             ", ".join(p.slug for p in usable)
             or "none yet: set a provider key (e.g. GROQ_API_KEY), "
             "run `crossroads local`, or add providers in a config file (see README)"
-        ),
+        )
+    )
+
+
+def _announce(settings: Settings, gateway: Gateway) -> None:
+    key, gateway.generated_management_key = gateway.generated_management_key, None  # file only
+    _banner(settings, _catalog_line(gateway), generated=key)
+
+
+def _banner(settings: Settings, detail: str, *, generated: str | None) -> None:
+    base = f"http://{settings.host}:{settings.port}"
+    lines = [
+        f"Crossroads listening on {base}  (OpenAI/OpenRouter base URL: {base}/api/v1)",
+        f"Database: {make_url(settings.database_url).render_as_string(hide_password=True)}",
+        detail,
     ]
-    if gateway.generated_management_key:
-        lines += ["", *_store_generated_key(settings, gateway.generated_management_key)]
-        gateway.generated_management_key = None  # kept in the file only
+    if generated:
+        lines += ["", *_store_generated_key(settings, generated)]
     lines += [
         "",
         "Create an API key with the management key:",
@@ -87,6 +101,13 @@ def _announce(settings: Settings, gateway: Gateway) -> None:
     default=None,
     help="One JSON line per request on standard error (default off).",
 )
+@click.option(
+    "--workers",
+    type=int,
+    default=1,
+    show_default=True,
+    help="Processes answering on the one port (more than 1 needs --redis).",
+)
 def serve(
     config: str | None,
     host: str | None,
@@ -95,11 +116,10 @@ def serve(
     data_dir: str | None,
     redis: str | None,
     access_log: bool | None,
+    workers: int,
 ) -> None:
     """Start the gateway."""
-    import uvicorn  # the server's stack, loaded by this command only: the others start fast
-
-    from crossroads.app import create_app
+    from crossroads.app import create_app  # the server's stack: the other commands start fast
     from crossroads.gateway import Gateway
 
     flags = {
@@ -114,19 +134,36 @@ def serve(
     try:
         parsed = read_config(config)  # {} without --config
         settings = Settings.load(flags, file_settings=parsed.get("server"))
+        check_workers(settings, workers)
         # Without --config, CROSSROADS_CONFIG may still name a file: the Gateway reads that one.
         gateway = Gateway.build(settings, parsed if settings.config == config else None)
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
+    if workers > 1:  # cli/workers.py: each worker builds its own app from the same flags
+        hand_over(flags)
+        generated = prepare(settings)
+        _banner(settings, f"{workers} workers; {_catalog_line(gateway)}", generated=generated)
+        _run(settings, "crossroads.cli.workers:worker_app", workers=workers)
+        return
     app = create_app(settings, gateway)
     app.state.on_started = lambda gw: _announce(settings, gw)
+    _run(settings, app, workers=1)
+
+
+def _run(settings: Settings, app: ASGIApp | str, *, workers: int) -> None:
+    """uvicorn, serving `app` (an import string of a factory for workers)."""
+    import uvicorn
+
     uvicorn.run(
         app,
         host=settings.host,
         port=settings.port,
+        factory=isinstance(app, str),
+        workers=workers if workers > 1 else None,
         loop="uvloop",
         http="httptools",
         log_level=settings.log_level,
         access_log=False,
         lifespan="on",
+        timeout_graceful_shutdown=math.ceil(settings.shutdown_grace_seconds),
     )

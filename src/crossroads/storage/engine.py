@@ -56,7 +56,14 @@ def _upgrade(connection: sa.Connection) -> None:
     command.upgrade(config, "head")
 
 
+MIGRATION_LOCK = 0x63726F7373  # the advisory lock replicas take to migrate one at a time
+
+
 async def migrate(engine: AsyncEngine) -> None:
-    """Bring the schema to the newest Alembic revision."""
+    """Bring the schema to the newest Alembic revision. On PostgreSQL under an advisory
+    lock held to the transaction's end: replicas that start together migrate one after
+    the other (the later ones find nothing to do). SQLite's first write locks the file."""
     async with engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            await connection.execute(sa.text(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})"))
         await connection.run_sync(_upgrade)
