@@ -6,10 +6,10 @@ label are kept. Authentication is a dict lookup and never touches the database.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import math
 import secrets
-import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -22,7 +22,6 @@ from crossroads.accounting.money import PICO, to_pico, to_usd
 from crossroads.schema.guardrails import Guardrails, stored_guardrails
 
 _NOT_STORED = ("usage", "last_used_at")
-RELOAD_INTERVAL = 1.0  # seconds between two reads of the stored management keys
 KEY_PREFIX = "sk-cr-v1-"
 WORKSPACE_ID = str(uuid.uuid5(uuid.NAMESPACE_URL, "crossroads:default-workspace"))  # the one
 MAX_LIMIT = 9_000_000  # USD: the largest key `limit` the API and the CLI take
@@ -174,6 +173,12 @@ class KeyRows(Protocol):
     async def signature(self) -> tuple[Any, ...]: ...
 
 
+def _retrieved(future: asyncio.Future[None]) -> None:
+    """Mark a shared refresh's failure as seen (its waiters may all have gone)."""
+    if not future.cancelled():
+        future.exception()
+
+
 class KeyRing:
     """Every key, by hash, in memory; writes go through to the store."""
 
@@ -181,7 +186,8 @@ class KeyRing:
         self._store = store
         self._keys: dict[str, ApiKey] = {}
         self._ephemeral: set[str] = set()  # hashes of keys that are not stored
-        self._reloaded_at = -math.inf  # time.monotonic() of the last refresh for an unknown token
+        self._next: asyncio.Future[None] | None = None  # the next refresh, for unknown tokens
+        self._refreshing: asyncio.Task[None] | None = None  # runs them, one at a time
         self._signature: tuple[Any, ...] | None = None  # the store's, as of the last read
         self._writes = 0  # writes made through this ring: a read they overlap is dropped
         self._reads = 0  # reads of the store begun, numbered
@@ -270,18 +276,39 @@ class KeyRing:
         key = self._keys.get(key_hash)
         return key is not None and (not key.is_management or key_hash in self._ephemeral)
 
-    async def reload(self, token: str, *, min_interval: float = RELOAD_INTERVAL) -> None:
+    async def reload(self, token: str) -> None:
         """Bring this process's view of `token` up to date before it is judged: a stored
         management key is checked against the store every time (a rotation made by another
-        process takes effect at once: one cheap query, a full read only when keys changed);
-        an unknown token triggers at most one refresh per `min_interval` seconds, however
-        many unknown tokens arrive (a key created elsewhere works at once)."""
-        if hash_key(token) not in self._keys:
-            now = time.monotonic()
-            if now - self._reloaded_at < min_interval:
-                return
-            self._reloaded_at = now
-        await self.refresh()
+        process takes effect at once: one cheap query, a full read only when keys changed).
+        An unknown token waits for a refresh that begins after it arrived, so that a key
+        created by another replica or worker works at once. One such refresh runs at a
+        time and every token that arrives meanwhile shares the next one: a flood of junk
+        tokens costs one cheap query at a time, never one per token in parallel."""
+        if hash_key(token) in self._keys:
+            await self.refresh()
+            return
+        if self._next is None:
+            self._next = asyncio.get_running_loop().create_future()
+            self._next.add_done_callback(_retrieved)
+        next_refresh = self._next
+        if self._refreshing is None:
+            self._refreshing = asyncio.create_task(self._refresh_for_unknown_tokens())
+        await asyncio.shield(next_refresh)
+
+    async def _refresh_for_unknown_tokens(self) -> None:
+        try:
+            while (waiting := self._next) is not None:
+                self._next = None  # who arrives from now on waits for the next round
+                try:
+                    await self.refresh()
+                    if self._signature is None:  # the read was dropped (see _read): again
+                        await self.refresh()
+                except Exception as exc:  # noqa: BLE001 - handed to every waiting caller
+                    waiting.set_exception(exc)
+                else:
+                    waiting.set_result(None)
+        finally:
+            self._refreshing = None
 
     async def rotate_management(self) -> str:
         """A new stored management key, returned once; every other stored management key is

@@ -9,7 +9,6 @@ from uuid import UUID
 
 import msgspec
 from msgspec import UNSET, Meta, Struct, UnsetType
-from sqlalchemy.exc import SQLAlchemyError
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -17,9 +16,7 @@ from crossroads.accounting.keys import MAX_LIMIT, WORKSPACE_ID, ApiKey
 from crossroads.accounting.money import to_usd
 from crossroads.api.http import (
     JSON,
-    KeyKind,
-    authenticate,
-    bearer_token,
+    fresh_key,
     gateway_of,
     parse_query,
     read_json,
@@ -186,20 +183,6 @@ def _update_fields(body: Any) -> dict[str, Any]:
 async def management_key(request: Request) -> ApiKey:
     """The caller's management key, as stored now (see `fresh_key`)."""
     return await fresh_key(request, kind="management")
-
-
-async def fresh_key(request: Request, *, kind: KeyKind) -> ApiKey:
-    """`authenticate`, where a management key is checked against the store first: the
-    management key may have been rotated by another process (`crossroads keys
-    rotate-management`). An API key, the common case, is checked in memory only."""
-    token = bearer_token(request)
-    keys = gateway_of(request).keys
-    if token and not keys.is_current(token):
-        try:
-            await keys.reload(token)
-        except (SQLAlchemyError, OSError) as exc:  # keep this process's view meanwhile
-            log.warning("cannot reload the management keys: %s", exc)
-    return authenticate(request, kind=kind)
 
 
 async def create_key(request: Request) -> Response:

@@ -16,8 +16,7 @@ from msgspec import Meta, Struct
 from starlette.requests import Request
 from starlette.responses import Response
 
-from crossroads.api.accounts import fresh_key
-from crossroads.api.http import JSON, gateway_of, parse_query
+from crossroads.api.http import JSON, fresh_key, gateway_of, parse_query
 
 MAX_LIMIT = 100
 DEFAULT_LIMIT = 20

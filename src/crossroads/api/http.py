@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import math
 import re
 from collections.abc import Awaitable, Callable, Mapping
@@ -12,6 +13,7 @@ from typing import Any, Literal, TypeVar
 
 import msgspec
 import orjson
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -104,6 +106,25 @@ def bearer_token(request: Request, *, x_api_key: bool = False) -> str | None:
 
 
 KeyKind = Literal["inference", "management", "any"]
+log = logging.getLogger(__name__)
+
+
+async def fresh_key(
+    request: Request, *, kind: KeyKind = "inference", x_api_key: bool = False
+) -> ApiKey:
+    """`authenticate`, after bringing this process's view of the token up to date when it
+    may be stale: a token it does not know (a key just created on another replica or
+    worker) or a stored management key (it may have been rotated by another process) is
+    checked against the store first (`KeyRing.reload`). A known API key, the common case,
+    is checked in memory only."""
+    token = bearer_token(request, x_api_key=x_api_key)
+    keys = gateway_of(request).keys
+    if token and not keys.is_current(token):
+        try:
+            await keys.reload(token)
+        except (SQLAlchemyError, OSError) as exc:  # keep this process's view meanwhile
+            log.warning("cannot read the keys again: %s", exc)
+    return authenticate(request, kind=kind, x_api_key=x_api_key)
 
 
 def authenticate(

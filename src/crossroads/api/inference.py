@@ -18,7 +18,7 @@ from starlette.responses import Response
 
 from crossroads.api.http import (
     JSON,
-    authenticate,
+    fresh_key,
     read_json,
     unless_disconnected,
 )
@@ -103,7 +103,7 @@ async def serve_inference(request: Request, dialect: Dialect) -> Response | SSES
     in this dialect's envelope."""
     request.state.error_body = dialect.error_body
     gateway = request.app.state.gateway
-    key = authenticate(request, x_api_key=dialect.x_api_key)
+    key = await fresh_key(request, x_api_key=dialect.x_api_key)
     raw = await read_json(request, gateway.settings.max_body_bytes)
     ctx = request_context(request, key.hash)
     service = gateway.inference
