@@ -11,6 +11,7 @@ import pytest
 from crossroads.accounting.money import Bill, to_pico, to_usd
 from crossroads.accounting.pricing import usage_cost
 from crossroads.catalog import ConfigError, load_catalog
+from crossroads.ids import RandomIds
 from crossroads.providers.base import normalise_finish_reason
 from crossroads.providers.openai.adapter import OpenAIAdapter, to_openai_body
 from crossroads.providers.sse import SSEDecoder
@@ -303,3 +304,11 @@ def test_openai_reasoning_and_json_schema_quirks() -> None:
     assert out["reasoning"] == {"max_tokens": 500}
     e.supported_parameters = ["max_tokens"]
     assert "reasoning" not in to_openai_body(body, e, provider, stream=False)
+
+
+def test_random_ids_are_hex_of_the_length_asked_and_never_repeat() -> None:
+    ids = RandomIds(block=64)  # a small block: most ids cross into a new one
+    made = [ids.hex(10) for _ in range(2000)] + [ids.hex(100)]  # one larger than a block
+    assert all(len(i) == 20 for i in made[:-1]) and len(made[-1]) == 200
+    assert all(int(i, 16) >= 0 for i in made)
+    assert len(set(made)) == len(made)

@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from crossroads.accounting.keys import KeyRing, period_starts
 from crossroads.catalog import Catalog, load_catalog, read_config
 from crossroads.catalog.discovery import discover_local
+from crossroads.ids import RandomIds
 from crossroads.limits.policy import Limits
 from crossroads.limits.redis_counters import SharedCounters
 from crossroads.limits.values import Account, FreeTier
@@ -90,6 +91,7 @@ class Gateway:
     ledger: LedgerStore  # credits added and charges drawn from the balance
     activity: ActivityStore  # GET /activity: usage per day, model and endpoint
     generations: GenerationStore  # the stored records: spend at start, GET /generations
+    ids: RandomIds  # generation and ticket ids
     generated_management_key: str | None = field(default=None)
     created: int = 0
     _running: AsyncExitStack = field(default_factory=AsyncExitStack)  # stops what started
@@ -126,6 +128,7 @@ class Gateway:
         telemetry = Telemetry(stats, circuits, feed_stats=settings.telemetry)
         keys = KeyRing(KeyStore(engine))
         counters = SharedCounters(settings.redis, instance=settings.instance)
+        ids = RandomIds()
         limits = Limits(
             counters,
             keys=keys,
@@ -137,6 +140,7 @@ class Gateway:
             account=Account(enforce=credits_enforced(settings, config)),
             hold_seconds=settings.upstream_stream_timeout_seconds + 60,
             clock=time.time,
+            ids=ids,
         )
         data = Path(settings.data_dir)
         generations = GenerationStore(engine)
@@ -193,6 +197,7 @@ class Gateway:
             ledger=LedgerStore(engine),
             activity=ActivityStore(engine),
             generations=generations,
+            ids=ids,
             created=created,
             replicas=ReplicaSync(
                 settings.redis,

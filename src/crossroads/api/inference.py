@@ -7,7 +7,6 @@ dialect translates into another.
 
 from __future__ import annotations
 
-import secrets
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -19,11 +18,13 @@ from starlette.responses import Response
 from crossroads.api.http import (
     JSON,
     fresh_key,
+    gateway_of,
     read_json,
     unless_disconnected,
 )
 from crossroads.api.sse import ChatEncoder, Encoder, SSEStream
 from crossroads.errors import GatewayError
+from crossroads.ids import RandomIds
 from crossroads.routing.context import RequestContext
 from crossroads.schema.chat import ChatRequest, parse_chat_request, parse_translated_request
 from crossroads.storage.tables import CONTROL_CHARACTERS, column_length, generations
@@ -42,8 +43,8 @@ def attribution(value: str | None, *, limit: int) -> str | None:
     return value or None
 
 
-def new_generation_id() -> str:
-    return f"gen-{int(time.time())}-{secrets.token_hex(10)}"
+def new_generation_id(ids: RandomIds) -> str:
+    return f"gen-{int(time.time())}-{ids.hex(10)}"
 
 
 # what the generations table stores of each attribution header, read once
@@ -59,7 +60,7 @@ def request_context(request: Request, api_key_hash: str | None) -> RequestContex
         headers.get("x-title"), limit=_TITLE_LENGTH
     )
     return RequestContext(
-        generation_id=new_generation_id(),
+        generation_id=new_generation_id(gateway_of(request).ids),
         api_key_hash=api_key_hash,
         http_referer=attribution(headers.get("http-referer"), limit=_REFERER_LENGTH),
         app_title=title,

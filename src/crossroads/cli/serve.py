@@ -164,6 +164,7 @@ def _run(settings: Settings, app: ASGIApp | str, *, workers: int) -> None:
         http="httptools",
         log_level=settings.log_level,
         access_log=False,
+        proxy_headers=False,  # nothing reads the client's address: no X-Forwarded-For pass
         lifespan="on",
         timeout_graceful_shutdown=math.ceil(settings.shutdown_grace_seconds),
     )

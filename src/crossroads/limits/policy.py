@@ -21,13 +21,13 @@ from __future__ import annotations
 import asyncio
 import functools
 import math
-import secrets
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from crossroads.accounting.keys import ApiKey, KeyRing, period_starts
 from crossroads.accounting.money import PICO, to_pico
+from crossroads.ids import RandomIds
 from crossroads.limits.counters import Add, Check, Floor, Hold, Operation, Release, Result
 from crossroads.limits.redis_counters import SharedCounters
 from crossroads.limits.refusals import refusal
@@ -85,7 +85,9 @@ class Limits:
         account: Account,
         hold_seconds: float,
         clock: Callable[[], float],
+        ids: RandomIds | None = None,
     ) -> None:
+        self.ids = ids or RandomIds()  # the tickets' ids
         self.counters = counters
         self.keys = keys
         self.free = free
@@ -170,7 +172,7 @@ class Limits:
         """Check every limit and hold the worst case; raise the first limit's error."""
         now = self.clock()
         minute = int(now // 60)
-        ticket_id = secrets.token_hex(8)
+        ticket_id = self.ids.hex(8)
         worst = demand.estimate() if self.needs_worst_case(key) else None
         checks: list[tuple[str, Check]] = []
         adds: list[Add] = []

@@ -106,7 +106,7 @@ class Recorder:
         journal: Journal | None = None,
         quarantine: Path | None = None,
         interval: float = 0.25,
-        batch_size: int = 500,
+        batch_size: int = 64,
         recent: int = 10_000,
         max_pending: int = 10_000,
     ) -> None:
