@@ -669,3 +669,32 @@ async def test_rollup_reads(database_url: str) -> None:
     assert popular.total == {"acme/widget-1": 66, "acme/other": 15}
     assert popular.recent == {"acme/widget-1": 14}
     await engine.dispose()
+
+
+def test_the_head_revision_is_alembic_s() -> None:
+    """`migrate` recognises a current database by `HEAD_REVISION` without loading Alembic:
+    a new migration must move it."""
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    from crossroads.storage.engine import HEAD_REVISION
+
+    config = Config()
+    config.set_main_option("script_location", str(Path(tables.__file__).parent / "migrations"))
+    assert ScriptDirectory.from_config(config).get_heads() == [HEAD_REVISION]
+
+
+async def test_a_current_database_is_migrated_without_alembic(database_url: str) -> None:
+    import subprocess
+    import sys
+
+    engine = make_engine(database_url)
+    await migrate(engine)
+    await engine.dispose()
+    check = (  # a fresh interpreter: what a server's start imports
+        "import asyncio, sys; from crossroads.storage import make_engine, migrate\n"
+        f"e = make_engine({database_url!r}); asyncio.run(migrate(e)); asyncio.run(e.dispose())\n"
+        "assert 'alembic' not in sys.modules, 'alembic was loaded'\n"
+    )
+    done = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
