@@ -218,8 +218,10 @@ def test_settings_precedence() -> None:
     )
     with pytest.raises(ConfigError):
         Settings.load(file_settings={"colour": "blue"}, env={})
-    with pytest.raises(ConfigError):
+    with pytest.raises(ConfigError, match="setting port: cannot use 'eighty'"):
         Settings.load({"port": "eighty"}, env={})
+    with pytest.raises(ConfigError, match="setting routing_seed: cannot use 'x'"):
+        Settings.load(env={"CROSSROADS_ROUTING_SEED": "x"})
 
 
 @pytest.mark.parametrize(

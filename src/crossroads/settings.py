@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
+
+import msgspec
 
 from crossroads.errors import ConfigError
 
@@ -32,10 +34,10 @@ _POSITIVE = {
 }
 
 
-def _boolean(value: Any) -> bool:
-    text = str(value).strip().lower()
+def _boolean_text(name: str, value: str) -> bool:
+    text = value.strip().lower()
     if text not in _TRUE | _FALSE:
-        raise ValueError(value)
+        raise ConfigError(f"setting {name}: cannot use {value!r}")
     return text in _TRUE
 
 
@@ -108,20 +110,19 @@ class Settings:
             if (raw := env.get(_ENV_PREFIX + name.upper())) is not None:
                 values[name] = raw
         values.update({k: v for k, v in (overrides or {}).items() if v is not None})
-        settings = cls()
-        for name, value in values.items():
-            default = getattr(settings, name)
-            if default is not None:
-                kind = type(default)
-            else:  # the optional settings: routing_seed is a number, the rest are text
-                kind = int if name == "routing_seed" else str
-            convert: Callable[[Any], Any] = _boolean if kind is bool else kind
-            try:
-                setattr(settings, name, value if isinstance(value, kind) else convert(value))
-            except (TypeError, ValueError):
-                raise ConfigError(f"setting {name}: cannot use {value!r}") from None
-            if name in _POSITIVE and not 0 < getattr(settings, name) < float("inf"):
-                raise ConfigError(f"setting {name}: must be a positive number, not {value!r}")
+        for name in _BOOLEAN & values.keys():  # "yes", "on", ... as well as "true" and "1"
+            if isinstance(values[name], str):
+                values[name] = _boolean_text(name, values[name])
+        try:  # the types are the fields' own; text from the environment is converted
+            settings = msgspec.convert(values, cls, strict=False)
+        except msgspec.ValidationError as exc:
+            name = str(exc).rpartition("$.")[2].rstrip("`")
+            raise ConfigError(f"setting {name}: cannot use {values.get(name)!r}") from None
+        for name in _POSITIVE & values.keys():
+            if not 0 < getattr(settings, name) < float("inf"):
+                raise ConfigError(
+                    f"setting {name}: must be a positive number, not {values[name]!r}"
+                )
         if settings.circuit_failures < 0:
             raise ConfigError("setting circuit_failures: must be 0 (no circuits) or more")
         if settings.circuit_max_cooldown_seconds < settings.circuit_cooldown_seconds:
@@ -129,6 +130,9 @@ class Settings:
                 "setting circuit_max_cooldown_seconds: must be at least circuit_cooldown_seconds"
             )
         return settings
+
+
+_BOOLEAN = frozenset(f.name for f in fields(Settings) if f.type == "bool")
 
 
 def credits_enforced(settings: Settings, config: Mapping[str, Any]) -> bool:
