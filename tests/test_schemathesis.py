@@ -93,9 +93,10 @@ def invalid_data_refused(
     ctx: schemathesis.CheckContext, response: schemathesis.Response, case: schemathesis.Case
 ) -> bool | None:
     """`negative_data_rejection`, where a body refused for its size (413) is refused, and
-    where invalid `plugins` settings are not findings: this server implements no plugin
-    and no router or adapter reads the `plugins` array, so a malformed one is accepted as
-    unread (the generated cases are not the same in every run here: one run made both)."""
+    where invalid `plugins` settings are not findings: of a plugin the server reads its
+    `id` and `enabled` only (and implements `response-healing` alone: any other enabled
+    one is refused), so a plugin's other settings, malformed, are accepted as unread (the
+    generated cases are not the same in every run here: one run made both)."""
     if _too_large(response):
         return True
     try:

@@ -16,6 +16,7 @@ from typing import Any
 
 from crossroads.accounting.billing import Billed, usage_object
 from crossroads.errors import GatewayError, StreamFailure
+from crossroads.plugins.healing import heal
 from crossroads.providers.base import Completion, UpstreamError
 from crossroads.providers.reasoning import strip_reasoning
 from crossroads.routing.attempt import Call
@@ -23,6 +24,7 @@ from crossroads.routing.context import elapsed_ms
 from crossroads.routing.render import completion_body, completion_text, envelope
 from crossroads.routing.run import Outcome, Run
 from crossroads.schema.catalog import Endpoint
+from crossroads.schema.chat import ResponseFormat
 
 
 class Leg(ABC):
@@ -75,7 +77,11 @@ class AnswerLeg(Leg):
         if run.job.hides_reasoning:
             for c in completion.choices:
                 strip_reasoning(c.get("message") or {})
-        run.succeeded(endpoint, billed, first_token_ms=latency, total_ms=latency, note=billed.note)
+        notes = [billed.note]
+        if (healing := run.job.plugins.healing) is not None:
+            notes += heal_choices(completion.choices, healing)
+        note = "; ".join(n for n in notes if n) or None
+        run.succeeded(endpoint, billed, first_token_ms=latency, total_ms=latency, note=note)
         run.record(
             Outcome(
                 endpoint=endpoint,
@@ -89,6 +95,18 @@ class AnswerLeg(Leg):
         )
         head = envelope(run.ctx, run.provider(endpoint), endpoint, "chat.completion")
         return completion_body(head, completion, usage_object(billed))
+
+
+def heal_choices(choices: list[dict[str, Any]], fmt: ResponseFormat) -> list[str | None]:
+    """`response-healing` on each choice's text (in place); what each one says of it."""
+    notes: list[str | None] = []
+    for choice in choices:
+        message = choice.get("message") or {}
+        if isinstance(message.get("content"), str):
+            healed = heal(message["content"], fmt)
+            message["content"] = healed.text
+            notes.append(healed.note)
+    return notes
 
 
 class StreamLeg(Leg):

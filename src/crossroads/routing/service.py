@@ -27,6 +27,7 @@ from crossroads.errors import GatewayError, StreamFailure
 from crossroads.limits.demand import demand_for
 from crossroads.limits.guardrails import guard_body, guardrail_error
 from crossroads.limits.policy import Limits
+from crossroads.plugins import plugins_of
 from crossroads.providers.base import UpstreamError
 from crossroads.providers.reasoning import resolve_reasoning
 from crossroads.routing.attempt import Upstream
@@ -83,6 +84,7 @@ class InferenceService:
         if rails is not None:  # the key's guardrails force their policy onto the request
             body = guard_body(rails, body, resolve=self.catalog.canonical_id)
             request = parse(body)
+        plugins = plugins_of(request)  # one that is not implemented: 400 before any work
         reasoning = resolve_reasoning(body)
         reasons = reasoning is not None and reasoning.enabled
         try:
@@ -107,7 +109,7 @@ class InferenceService:
         )
         ctx.ticket = await self.limits.admit(key, demand)
         ctx.route = [e.id for e in plan.endpoints]  # the plan, for tracing
-        return Job(request, body, plan, ctx, reasoning)
+        return Job(request, body, plan, ctx, reasoning, plugins)
 
     async def complete(self, job: Job) -> dict[str, Any]:
         """The whole answer: OpenRouter's chat completion, or the GatewayError that ends it."""

@@ -147,6 +147,13 @@ class ResponseFormat(Struct):
     grammar: str | None = None
 
 
+class Plugin(Struct, kw_only=True):
+    """One of OpenRouter's `plugins`, by `id` (its own settings are read by the plugin)."""
+
+    id: Annotated[str, Meta(min_length=1, max_length=64)]
+    enabled: bool = True
+
+
 class Percentiles(Struct):
     p50: float | None = None
     p75: float | None = None
@@ -221,6 +228,7 @@ class ChatRequest(Struct):
     include_reasoning: bool | None = None
     user: Annotated[str, Meta(max_length=256)] | None = None
     session_id: Annotated[str, Meta(max_length=256)] | None = None
+    plugins: Annotated[list[Plugin], Meta(max_length=16)] | None = None
 
     @property
     def completion_limit(self) -> int | None:

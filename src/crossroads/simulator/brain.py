@@ -65,7 +65,9 @@ def sample(schema: dict[str, Any]) -> Any:
     )
 
 
-def answer(ask: Ask, name: str, max_reply_tokens: int) -> Reply:
+def answer(ask: Ask, name: str, max_reply_tokens: int, *, text: str | None = None) -> Reply:
+    """The reply to `ask`: `text` when given (split at its spaces, so that the tokens
+    joined again are exactly it), else what `name` says of the question."""
     calls: list[tuple[str, str, str]] = []
     tools = ask.tools
     if tools and ask.tool_choice != "none":
@@ -78,7 +80,9 @@ def answer(ask: Ask, name: str, max_reply_tokens: int) -> Reply:
         ]
     thinking = f"The user wrote {len(ask.last_user_text.split())} words." if ask.reasoning else None
     signature = hashlib.sha256((thinking or "").encode()).hexdigest()[:24] if thinking else None
-    if ask.json_schema is not None:
+    if text is not None:
+        tokens = text.split(" ")
+    elif ask.json_schema is not None:
         tokens = [orjson.dumps(sample(ask.json_schema)).decode()]
     else:
         tokens = [name, "says:", *ask.last_user_text.split()][:max_reply_tokens]

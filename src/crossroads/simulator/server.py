@@ -40,6 +40,7 @@ class Behaviour:
     status: int = 500
     die_after_chunks: int | None = None
     max_reply_tokens: int = 16
+    reply: str | None = None  # the answer's text, verbatim, in place of the usual one
     retry_after: str | None = None  # Retry-After of failures (429s send "1" when unset)
     echo_credentials: bool = False  # failures repeat the credentials the request carried
     headers_delay_ms: float = 0.0  # before the status line and headers
@@ -93,7 +94,7 @@ class Simulator:
             await asyncio.sleep(b.latency_ms / 1000)
         if b.fail_rate and self.rng.random() < b.fail_rate:
             return self._failure(request, protocol)
-        reply = answer(protocol.ask(body), b.name, b.max_reply_tokens)
+        reply = answer(protocol.ask(body), b.name, b.max_reply_tokens, text=b.reply)
         reply.usage_override = dict(b.usage or {})
         reply.finish_override = b.finish_reason
         if stream:
