@@ -325,7 +325,7 @@ async def test_the_journal_carries_the_new_fields(engine: AsyncEngine, tmp_path:
     assert GenerationRecord.from_row(orjson.loads(line)) == record
 
     class Down(GenerationStore):
-        async def insert_many(self, rows: Any) -> None:
+        async def insert_many(self, rows: Any, *, fitted: bool) -> None:
             raise ConnectionError("database is down")
 
     root = tmp_path / "journal"

@@ -124,11 +124,11 @@ async def test_recorder_retries_a_failed_batch(database_url: str) -> None:
     class Flaky(GenerationStore):
         failures = 1
 
-        async def insert_many(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        async def insert_many(self, rows: Sequence[Mapping[str, Any]], *, fitted: bool) -> None:
             if self.failures:
                 self.failures -= 1
                 raise ConnectionError("database went away")
-            await super().insert_many(rows)
+            await super().insert_many(rows, fitted=fitted)
 
     store = Flaky(engine)
     recorder = Recorder(store, interval=0.01)
@@ -147,7 +147,7 @@ async def test_records_survive_a_database_outage_at_shutdown(
     await migrate(engine)
 
     class Down(GenerationStore):
-        async def insert_many(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        async def insert_many(self, rows: Sequence[Mapping[str, Any]], *, fitted: bool) -> None:
             raise ConnectionError("database is down")
 
     root = tmp_path / "journal"
@@ -276,10 +276,10 @@ async def test_a_full_queue_spills_to_the_journal(database_url: str, tmp_path: P
     class Away(GenerationStore):
         down = True
 
-        async def insert_many(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        async def insert_many(self, rows: Sequence[Mapping[str, Any]], *, fitted: bool) -> None:
             if self.down:
                 raise ConnectionRefusedError("database is away")
-            await super().insert_many(rows)
+            await super().insert_many(rows, fitted=fitted)
 
     store = Away(engine)
     recorder = Recorder(store, journal=Journal(tmp_path / "journal"), interval=60, max_pending=50)
@@ -352,11 +352,11 @@ async def test_a_database_outage_is_retried_with_backoff(tmp_path: Path) -> None
     class Down(GenerationStore):
         down, attempts = True, 0
 
-        async def insert_many(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        async def insert_many(self, rows: Sequence[Mapping[str, Any]], *, fitted: bool) -> None:
             self.attempts += 1
             if self.down:
                 raise ConnectionRefusedError("database is down")
-            await super().insert_many(rows)
+            await super().insert_many(rows, fitted=fitted)
 
     store = Down(engine)
     recorder = Recorder(store, journal=Journal(tmp_path / "journal"), interval=0.01)
@@ -384,14 +384,14 @@ async def test_a_retried_batch_quarantines_and_counts_each_row_once(
     class Refusing(GenerationStore):
         cut = True  # the connection drops once, at the batch holding gen-test-7
 
-        async def insert_many(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        async def insert_many(self, rows: Sequence[Mapping[str, Any]], *, fitted: bool) -> None:
             ids = {row["id"] for row in rows}
             if "gen-test-3" in ids:
                 raise ValueError("refused")
             if self.cut and "gen-test-7" in ids and len(ids) < 10:
                 self.cut = False
                 raise ConnectionError("connection lost")
-            await super().insert_many(rows)
+            await super().insert_many(rows, fitted=fitted)
 
         def refused(self, error: BaseException) -> bool:
             return isinstance(error, ValueError)

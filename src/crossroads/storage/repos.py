@@ -72,16 +72,18 @@ class GenerationStore:
         """Whether an insert failed for the rows' content (it would fail again)."""
         return refused_for_content(error)
 
-    async def insert_many(self, rows: Sequence[Mapping[str, Any]]) -> None:
+    async def insert_many(self, rows: Sequence[Mapping[str, Any]], *, fitted: bool = False) -> None:
         """Insert the rows (skipping ids stored already), in one transaction: all of it is
         written, or nothing. Each row's `app_id` is the app of its `http_referer` (None
         without one; the app's row is created the first time it is seen). For the rows
         inserted: their usage is added to the rollups, their apps take the last non-empty
         title among them, and each one with `balance_charged` and a cost gets its ledger
-        charge. Rows stored already change nothing."""
+        charge. Rows stored already change nothing. `fitted`: the rows went through
+        `prepare` already (the recorder's do, before they are journaled), so they are only
+        copied (the insert adds their `app_id`)."""
         if not rows:
             return
-        params = [self.prepare(r) for r in rows]
+        params = [dict(r) for r in rows] if fitted else [self.prepare(r) for r in rows]
         now = datetime.now(UTC)
         async with self._engine.begin() as conn:
             stored = await self._stored(conn, [p["id"] for p in params])

@@ -62,8 +62,8 @@ class RecordStore(Protocol):
     def prepare(self, row: Mapping[str, Any]) -> Row:
         """The row fitted to the table (never raises for a row of `to_row()`'s shape)."""
 
-    async def insert_many(self, rows: Sequence[Mapping[str, Any]]) -> None:
-        """Insert, skipping ids already stored."""
+    async def insert_many(self, rows: Sequence[Mapping[str, Any]], *, fitted: bool) -> None:
+        """Insert, skipping ids already stored; `fitted`: the rows went through `prepare`."""
 
     def refused(self, error: BaseException) -> bool:
         """Whether an insert failed for the rows' content (it would fail again)."""
@@ -370,7 +370,7 @@ class Recorder:
         database could not be reached (nothing is lost: the caller retries). The ids written
         or quarantined are added to `pending.settled`, for the retry to skip."""
         try:
-            await self._store.insert_many(rows)
+            await self._store.insert_many(rows, fitted=True)
         except Exception as error:
             if not self._store.refused(error):
                 self._write_failures += 1
