@@ -18,7 +18,9 @@ import pytest
 
 from crossroads.errors import GatewayError
 from crossroads.plugins import HEALING, plugins_of
+from crossroads.plugins.compression import compress, smallest
 from crossroads.plugins.healing import MAX_HEALED_CHARS, heal
+from crossroads.routing.tokens import estimate_prompt_tokens
 from crossroads.schema.chat import ResponseFormat, parse_chat_request
 from harness import Server, Simulator, endpoint, provider
 from limits_setup import recorded
@@ -100,6 +102,84 @@ def test_which_plugins_a_request_asks_for() -> None:
         assert f"Plugin '{missing}' is not available" in refused.value.message
 
 
+# -- context compression, pure ------------------------------------------------------------
+
+
+def conversation(turns: int, words: int = 150) -> list[dict[str, Any]]:
+    """A system prompt, then `turns` user/assistant exchanges of `words` words each, with a
+    tool call and its two results in the middle."""
+    text = " ".join(["word"] * words)
+    messages: list[dict[str, Any]] = [{"role": "system", "content": "Be brief."}]
+    for n in range(turns):
+        messages.append({"role": "user", "content": f"question {n}: {text}"})
+        if n == turns // 2:
+            calls = [
+                {"id": f"c{i}", "type": "function", "function": {"name": "f", "arguments": "{}"}}
+                for i in range(2)
+            ]
+            messages.append({"role": "assistant", "content": None, "tool_calls": calls})
+            messages += [{"role": "tool", "tool_call_id": f"c{i}", "content": text} for i in (0, 1)]
+        messages.append({"role": "assistant", "content": f"answer {n}: {text}"})
+    messages.append({"role": "user", "content": "and finally?"})
+    return messages
+
+
+def pairs_intact(messages: list[dict[str, Any]]) -> bool:
+    """Every tool result follows the call that asked for it, and every call has them all."""
+    open_calls: set[str] = set()
+    for message in messages:
+        if message["role"] == "tool":
+            if message["tool_call_id"] not in open_calls:
+                return False
+            open_calls.discard(message["tool_call_id"])
+            continue
+        if open_calls:
+            return False
+        open_calls = {c["id"] for c in message.get("tool_calls") or []}
+    return not open_calls
+
+
+def test_compression_removes_from_the_middle_and_keeps_what_matters() -> None:
+    messages = conversation(20)
+    body = {"model": "m", "messages": messages}
+    full = estimate_prompt_tokens(body)
+    compressed = compress(body, 4096, estimate_prompt_tokens)
+    assert compressed is not None and full > 4096
+    kept = compressed.messages
+    assert estimate_prompt_tokens({**body, "messages": kept}) <= 4096
+    assert kept[:2] == messages[:2]  # the system prompt and the first question
+    assert kept[-1] == messages[-1]  # the latest turn
+    assert compressed.removed == len(messages) - len(kept) > 0
+    assert pairs_intact(kept)
+    # the messages kept are in their order, the oldest and the newest around the gap
+    positions = [messages.index(m) for m in kept]
+    assert positions == sorted(positions)
+    gaps = [b - a for a, b in zip(positions, positions[1:], strict=False) if b - a > 1]
+    assert len(gaps) == 1  # one hole, in the middle
+    assert compress(body, full, estimate_prompt_tokens) == type(compressed)(messages, 0)
+
+
+def test_compression_gives_up_when_even_the_kept_messages_do_not_fit() -> None:
+    body = {"messages": conversation(4)}
+    least = smallest(body, estimate_prompt_tokens)
+    assert compress(body, least, estimate_prompt_tokens) is not None
+    assert compress(body, least - 1, estimate_prompt_tokens) is None
+
+
+def test_which_compression_a_request_asks_for() -> None:
+    assert plugins_of(chat()).compression == "auto"
+    assert plugins_of(chat(transforms=["middle-out"])).compression == "on"
+    assert plugins_of(chat(transforms=[])).compression == "off"
+    assert plugins_of(chat(plugins=[{"id": "context-compression"}])).compression == "on"
+    off = [{"id": "context-compression", "enabled": False}]
+    assert plugins_of(chat(plugins=off)).compression == "off"
+    auto = plugins_of(chat())
+    assert auto.compresses(8192) and not auto.compresses(8193) and not auto.compresses(None)
+    assert plugins_of(chat(transforms=["middle-out"])).compresses(200_000)
+    with pytest.raises(GatewayError, match="Transform 'top-down' is not available"):
+        plugins_of(chat(transforms=["top-down"]))
+
+
 # -- through the server ----------------------------------------------------------------------
 
 
@@ -115,7 +195,17 @@ def srv(sim: Simulator, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Se
     config = {
         "providers": [provider("healer", sim)],
         "models": [
-            {"id": "acme/json", "name": "Acme: JSON", "endpoints": [endpoint("healer", 1, 2)]}
+            {"id": "acme/json", "name": "Acme: JSON", "endpoints": [endpoint("healer", 1, 2)]},
+            {
+                "id": "acme/small",
+                "name": "Acme: Small",
+                "endpoints": [endpoint("healer", 1, 2, context_length=4096)],
+            },
+            {
+                "id": "acme/large",
+                "name": "Acme: Large",
+                "endpoints": [endpoint("healer", 1, 2, context_length=16384)],
+            },
         ],
     }
     server = Server(Path(tmp_path_factory.mktemp("plugins")), config)
@@ -178,3 +268,47 @@ def test_a_plugin_that_is_not_implemented_is_a_400_naming_it(srv: Server, sim: S
     assert sim.state()["counters"]["requests"] == before  # refused before any provider
     off = ask(srv, extra_body={"plugins": [{"id": "web", "enabled": False}]})
     assert off.choices[0].message.content
+
+
+def test_a_long_conversation_is_compressed_to_a_4k_endpoint(srv: Server, sim: Simulator) -> None:
+    messages = conversation(20)
+    client = srv.openai()
+    answer = client.chat.completions.create(model="acme/small", messages=messages, max_tokens=64)
+    sent = sim.last_body()["messages"]
+    assert len(sent) < len(messages)
+    assert sent[:2] == messages[:2] and sent[-1] == messages[-1]
+    assert pairs_intact(sent)
+    assert estimate_prompt_tokens({"messages": sent}) + 64 <= 4096
+    note = attempt_note(srv, answer.id)
+    assert (
+        note == f"context-compression: {len(messages) - len(sent)} messages removed from the middle"
+    )
+    # turned off, the same conversation does not fit the endpoint
+    with pytest.raises(openai.BadRequestError) as refused:
+        client.chat.completions.create(
+            model="acme/small",
+            messages=messages,
+            max_tokens=64,
+            extra_body={"plugins": [{"id": "context-compression", "enabled": False}]},
+        )
+    assert "can take at most 4096" in str(refused.value)
+
+
+def test_above_8k_compression_is_asked_for(srv: Server, sim: Simulator) -> None:
+    messages = conversation(60)
+    client = srv.openai()
+    assert estimate_prompt_tokens({"messages": messages}) > 16384
+    with pytest.raises(openai.BadRequestError):
+        client.chat.completions.create(model="acme/large", messages=messages, max_tokens=64)
+    streamed = client.chat.completions.create(
+        model="acme/large",
+        messages=messages,
+        max_tokens=64,
+        stream=True,
+        extra_body={"transforms": ["middle-out"]},
+    )
+    chunks = list(streamed)
+    assert chunks[-1].usage is not None
+    sent = sim.last_body()["messages"]
+    assert len(sent) < len(messages) and pairs_intact(sent)
+    assert "context-compression" in (attempt_note(srv, chunks[0].id) or "")

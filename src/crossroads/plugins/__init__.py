@@ -4,6 +4,10 @@ A request's `plugins` array names each plugin by `id`. The ones implemented here
 `AVAILABLE`; any other that is enabled is refused with a 400 naming it, never ignored (a
 plugin switched off, `enabled: false`, asks for nothing and is accepted whatever its id).
 
+- `context-compression` (`compression.py`, OpenRouter's "middle-out", also asked for
+  with `transforms: ["middle-out"]`): a prompt too long for an endpoint's context loses
+  messages from its middle. On by default for endpoints of 8,192 tokens of context or
+  less; `enabled: false` (or `transforms: []`) turns it off, enabled turns it on for all.
 - `response-healing` (`healing.py`): a non-streamed reply asked for as JSON
   (`response_format` `json_object` or `json_schema`) that is almost JSON is repaired and
   checked against the schema; one that cannot be is returned as it came, and the
@@ -13,12 +17,16 @@ plugin switched off, `enabled: false`, asks for nothing and is accepted whatever
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 from crossroads.errors import GatewayError
+from crossroads.plugins.compression import SMALL_CONTEXT
 from crossroads.schema.chat import ChatRequest, ResponseFormat
 
 HEALING = "response-healing"
-AVAILABLE = (HEALING,)
+COMPRESSION = "context-compression"
+AVAILABLE = (COMPRESSION, HEALING)
+TRANSFORMS = ("middle-out",)
 _JSON_FORMATS = ("json_object", "json_schema")
 
 
@@ -27,6 +35,13 @@ class Plugins:
     """What the request's plugins ask of this request."""
 
     healing: ResponseFormat | None = None  # the JSON format a whole answer is healed to
+    compression: Literal["auto", "on", "off"] = "auto"
+
+    def compresses(self, context_length: int | None) -> bool:
+        """Whether a prompt too long for an endpoint of this context is compressed."""
+        if context_length is None or self.compression == "off":
+            return False
+        return self.compression == "on" or context_length <= SMALL_CONTEXT
 
 
 NONE = Plugins()
@@ -34,11 +49,20 @@ NONE = Plugins()
 
 def plugins_of(request: ChatRequest) -> Plugins:
     """The request's plugins, checked: a 400 for one enabled that is not implemented."""
-    if not request.plugins:
+    if not request.plugins and request.transforms is None:
         return NONE
-    wanted = set()
-    for plugin in request.plugins:
+    wanted, unwanted = set(), set()
+    for transform in request.transforms or ():
+        if transform not in TRANSFORMS:
+            raise GatewayError(
+                400, f"Transform '{transform}' is not available (available: middle-out)"
+            )
+        wanted.add(COMPRESSION)
+    if request.transforms == []:  # OpenRouter's way of turning middle-out off
+        unwanted.add(COMPRESSION)
+    for plugin in request.plugins or ():
         if not plugin.enabled:
+            unwanted.add(plugin.id)
             continue
         if plugin.id not in AVAILABLE:
             raise GatewayError(
@@ -48,7 +72,10 @@ def plugins_of(request: ChatRequest) -> Plugins:
                 "or leave it out",
             )
         wanted.add(plugin.id)
+    compression: Literal["auto", "on", "off"] = (
+        "off" if COMPRESSION in unwanted else "on" if COMPRESSION in wanted else "auto"
+    )
     fmt = request.response_format
-    if HEALING not in wanted or request.stream or fmt is None or fmt.type not in _JSON_FORMATS:
-        return NONE
-    return Plugins(healing=fmt)
+    heals = HEALING in wanted and not request.stream and fmt is not None
+    healing = fmt if heals and fmt is not None and fmt.type in _JSON_FORMATS else None
+    return Plugins(healing=healing, compression=compression)

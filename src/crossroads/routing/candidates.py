@@ -111,9 +111,11 @@ def eligible_endpoints(
     catalog: Catalog,
     *,
     reasoning: bool,
+    compressed: Callable[[Endpoint], int | None] | None = None,
 ) -> list[Endpoint]:
     """The endpoints that may serve `request`, or a GatewayError naming the filter;
-    `reasoning`: the request asks the model to reason (those that can come first)."""
+    `reasoning`: the request asks the model to reason (those that can come first);
+    `compressed`: the prompt's tokens once compressed for an endpoint (None: it is not)."""
     prefs = request.provider or ProviderPreferences()
     completion = request.completion_limit
     filters: list[tuple[str, Callable[[Endpoint], bool]]] = [
@@ -139,7 +141,14 @@ def eligible_endpoints(
         filters.append(("data_policy:training", lambda e: privacy_ok(e, catalog, zdr=False)))
     if prefs.max_price is not None:
         filters.append(("max_price", lambda e: _within_max_price(e, prefs)))
-    filters.append(("context_length", lambda e: _fits(e, prompt_tokens, completion)))
+
+    def fits(e: Endpoint) -> bool:
+        if _fits(e, prompt_tokens, completion):
+            return True
+        shrunk = compressed(e) if compressed is not None else None
+        return shrunk is not None and _fits(e, shrunk, completion)
+
+    filters.append(("context_length", fits))
     if prefs.require_parameters:
         filters.append(("require_parameters", lambda e: all(_supports(e, p) for p in parameters)))
 

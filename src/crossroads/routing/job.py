@@ -6,9 +6,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from crossroads.plugins import NONE, Plugins
+from crossroads.plugins.compression import compress
 from crossroads.providers.reasoning import ReasoningSpec
 from crossroads.routing.context import RequestContext
 from crossroads.routing.plan import Plan
+from crossroads.routing.tokens import estimate_prompt_tokens
+from crossroads.schema.catalog import Endpoint
 from crossroads.schema.chat import ChatRequest
 
 
@@ -24,6 +27,25 @@ class Job:
     ctx: RequestContext
     reasoning: ReasoningSpec | None
     plugins: Plugins = NONE
+
+    def body_for(self, endpoint: Endpoint, notes: list[str]) -> dict[str, Any]:
+        """The body to send `endpoint`: the request's, or, when its prompt is too long for
+        the endpoint's context and context-compression applies there, compressed to fit
+        (what was removed is added to `notes`)."""
+        context = endpoint.context_length
+        completion = self.request.completion_limit or 0
+        if not context or not self.plugins.compresses(context):
+            return self.body
+        budget = context - completion
+        if endpoint.max_prompt_tokens:
+            budget = min(budget, endpoint.max_prompt_tokens)
+        if self.plan.prompt_tokens <= budget:
+            return self.body
+        compressed = compress(self.body, budget, estimate_prompt_tokens)
+        if compressed is None:  # the plan kept it, so it fits; send it whole if not
+            return self.body
+        notes.append(compressed.note)
+        return {**self.body, "messages": compressed.messages}
 
     @property
     def reasons(self) -> bool:

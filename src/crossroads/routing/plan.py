@@ -7,6 +7,7 @@ and the endpoints' circuits (an endpoint set aside by its circuit goes behind th
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,6 +15,8 @@ import msgspec
 
 from crossroads.catalog import Catalog
 from crossroads.errors import GatewayError
+from crossroads.plugins import NONE, Plugins
+from crossroads.plugins.compression import smallest
 from crossroads.routing.candidates import eligible_endpoints
 from crossroads.routing.ordering import Admission, order_endpoints, sort_preference
 from crossroads.routing.tokens import estimate_prompt_tokens
@@ -61,6 +64,21 @@ def requested_models(request: ChatRequest) -> list[str]:
     return names
 
 
+def _compressed(body: dict[str, Any], plugins: Plugins) -> Callable[[Endpoint], int | None]:
+    """For an endpoint whose context compresses prompts, the prompt's smallest estimate
+    (what context-compression can bring it down to; computed once, when first asked)."""
+    least: list[int] = []
+
+    def tokens(endpoint: Endpoint) -> int | None:
+        if not plugins.compresses(endpoint.context_length):
+            return None
+        if not least:
+            least.append(smallest(body, estimate_prompt_tokens))
+        return least[0]
+
+    return tokens
+
+
 def plan_request(
     request: ChatRequest,
     body: dict[str, Any],
@@ -70,6 +88,7 @@ def plan_request(
     *,
     circuits: Circuits,
     reasoning: bool,
+    plugins: Plugins = NONE,
 ) -> Plan:
     """Resolve models, filter their endpoints and order them; raise when none can serve.
     `reasoning`: the request asks the model to reason (resolved once, by the caller).
@@ -80,6 +99,7 @@ def plan_request(
     prefs = request.provider or ProviderPreferences()
     prompt_tokens = estimate_prompt_tokens(body)
     parameters = request_parameters(body)
+    compressed = _compressed(body, plugins)
     groups: list[tuple[str | None, list[Endpoint]]] = []
     admission = Admission(circuits)
     last_error: GatewayError | None = None
@@ -91,7 +111,13 @@ def plan_request(
                     400, f"{model.id} does not produce text; it cannot serve chat completions"
                 )
             eligible = eligible_endpoints(
-                model, request, parameters, prompt_tokens, catalog, reasoning=reasoning
+                model,
+                request,
+                parameters,
+                prompt_tokens,
+                catalog,
+                reasoning=reasoning,
+                compressed=compressed,
             )
             groups.append((variant, eligible))
         except GatewayError as exc:

@@ -34,6 +34,7 @@ class Leg(ABC):
         self.run, self.endpoint = run, endpoint
         self.since = time.perf_counter()
         self.started = False  # output reached the client: no fallback any more
+        self.notes: list[str] = []  # what was done to the request for this endpoint
 
     def latency_ms(self) -> float:
         return elapsed_ms(self.since)
@@ -77,7 +78,7 @@ class AnswerLeg(Leg):
         if run.job.hides_reasoning:
             for c in completion.choices:
                 strip_reasoning(c.get("message") or {})
-        notes = [billed.note]
+        notes = [billed.note, *self.notes]
         if (healing := run.job.plugins.healing) is not None:
             notes += heal_choices(completion.choices, healing)
         note = "; ".join(n for n in notes if n) or None
@@ -208,7 +209,7 @@ class StreamLeg(Leg):
             billed,
             first_token_ms=self.first_token_ms,
             total_ms=self.latency_ms(),
-            note=billed.note,
+            note="; ".join(n for n in (billed.note, *self.notes) if n) or None,
         )
         self._record(billed)
         return dict(self.head, choices=[], usage=usage_object(billed))

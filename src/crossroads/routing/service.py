@@ -96,6 +96,7 @@ class InferenceService:
                 self.rng,
                 circuits=self.circuits,
                 reasoning=reasons,
+                plugins=plugins,
             )
         except GatewayError as error:
             if rails is None:
@@ -131,9 +132,10 @@ async def attempt_loop(
     upstream: Upstream, run: Run, kind: type[Leg]
 ) -> AsyncGenerator[Output, None]:
     """The one attempt loop: what each leg of `kind` delivers, then its last output."""
-    body, waits, streamed = run.job.body, run.ctx.waits, run.streamed
+    job, waits, streamed = run.job, run.ctx.waits, run.streamed
     for endpoint in run.endpoints():
         leg = kind(run, endpoint)
+        body = job.body_for(endpoint, leg.notes)
         try:
             async with upstream.call(endpoint, body, stream=streamed, waits=waits) as call:
                 async for chunk in leg.take(call):

@@ -229,6 +229,7 @@ class ChatRequest(Struct):
     user: Annotated[str, Meta(max_length=256)] | None = None
     session_id: Annotated[str, Meta(max_length=256)] | None = None
     plugins: Annotated[list[Plugin], Meta(max_length=16)] | None = None
+    transforms: Annotated[list[str], Meta(max_length=8)] | None = None
 
     @property
     def completion_limit(self) -> int | None:
