@@ -8,6 +8,9 @@ the generation record saying which.
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import io
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,6 +22,7 @@ import pytest
 from crossroads.errors import GatewayError
 from crossroads.plugins import HEALING, plugins_of
 from crossroads.plugins.compression import compress, smallest
+from crossroads.plugins.files import MAX_PAGES, parse_files
 from crossroads.plugins.healing import MAX_HEALED_CHARS, heal
 from crossroads.routing.tokens import estimate_prompt_tokens
 from crossroads.schema.chat import ResponseFormat, parse_chat_request
@@ -95,7 +99,7 @@ def test_which_plugins_a_request_asks_for() -> None:
         plugins_of(chat(plugins=[{"id": HEALING, "enabled": False}], **json_body)).healing is None
     )
     assert plugins_of(chat(plugins=[{"id": "web", "enabled": False}])).healing is None
-    for missing in ("web", "file-parser", "moderation", "nonsense"):
+    for missing in ("web", "moderation", "nonsense"):
         with pytest.raises(GatewayError) as refused:
             plugins_of(chat(plugins=[{"id": missing, "max_results": 3}]))
         assert refused.value.status == 400
@@ -312,3 +316,140 @@ def test_above_8k_compression_is_asked_for(srv: Server, sim: Simulator) -> None:
     sent = sim.last_body()["messages"]
     assert len(sent) < len(messages) and pairs_intact(sent)
     assert "context-compression" in (attempt_note(srv, chunks[0].id) or "")
+
+
+# -- file-parser ---------------------------------------------------------------------------
+
+
+def pdf(*pages: str) -> bytes:
+    """A real PDF, one page per text (fpdf2)."""
+    from fpdf import FPDF
+
+    document = FPDF()
+    document.set_font("helvetica", size=12)
+    for text in pages:
+        document.add_page()
+        document.multi_cell(0, 10, text)
+    return bytes(document.output())
+
+
+def file_part(data: bytes, name: str = "report.pdf") -> dict[str, Any]:
+    encoded = base64.b64encode(data).decode()
+    return {"type": "file", "file": {"filename": name, "file_data": PDF_URL + encoded}}
+
+
+PDF_URL = "data:application/pdf;base64,"
+
+
+def with_file(*parts: dict[str, Any], **body: Any) -> dict[str, Any]:
+    content = [{"type": "text", "text": "What does it say?"}, *parts]
+    return {"messages": [{"role": "user", "content": content}], **body}
+
+
+def test_pdfs_are_parsed_into_text_once_each() -> None:
+    data = pdf("The harvest was 42 tonnes.", "Page two: rain in May.")
+    body = with_file(file_part(data), file_part(data, "copy.pdf"))
+    parsed_body, files = parse_files(body)
+    (only,) = files  # the same bytes: parsed once
+    assert only.hash == hashlib.sha256(data).hexdigest()
+    assert "42 tonnes" in only.text and "rain in May" in only.text
+    parts = parsed_body["messages"][0]["content"]
+    assert [p["type"] for p in parts] == ["text", "text", "text"]
+    assert parts[1]["text"].startswith("report.pdf:\n\n") and "42 tonnes" in parts[1]["text"]
+    assert body["messages"][0]["content"][1]["type"] == "file"  # the request is not changed
+    annotation = only.annotation()
+    assert annotation["type"] == "file" and annotation["file"]["hash"] == only.hash
+
+
+def test_annotations_sent_back_skip_the_parse() -> None:
+    data = pdf("Original text.")
+    hashed = hashlib.sha256(data).hexdigest()
+    sent_back = {
+        "role": "assistant",
+        "content": "It says hello.",
+        "annotations": [
+            {
+                "type": "file",
+                "file": {
+                    "hash": hashed,
+                    "name": "r.pdf",
+                    "content": [{"type": "text", "text": "T"}],
+                },
+            }
+        ],
+    }
+    body = with_file(file_part(data))
+    body["messages"] = [body["messages"][0], sent_back, *body["messages"]]
+    parsed_body, (file,) = parse_files(body)
+    assert file.text == "T"  # taken from the annotation, not parsed again
+    assert all("annotations" not in m for m in parsed_body["messages"])  # not for providers
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (b"not a pdf at all", "is not a PDF"),
+        (b"%PDF-1.4\n garbage that ends nowhere", "is not a readable PDF"),
+    ],
+)
+def test_a_broken_file_is_a_400_naming_it(data: bytes, message: str) -> None:
+    with pytest.raises(GatewayError) as refused:
+        parse_files(with_file(file_part(data, "bad.pdf")))
+    assert refused.value.status == 400 and "'bad.pdf'" in refused.value.message
+    assert message in refused.value.message
+
+
+def test_an_encrypted_or_oversized_or_remote_pdf_is_a_400() -> None:
+    from pypdf import PdfReader, PdfWriter
+
+    writer = PdfWriter(clone_from=PdfReader(io.BytesIO(pdf("secret"))))
+    writer.encrypt("password")
+    locked = io.BytesIO()
+    writer.write(locked)
+    with pytest.raises(GatewayError, match="is an encrypted PDF"):
+        parse_files(with_file(file_part(locked.getvalue())))
+    long = pdf(*["page"] * (MAX_PAGES + 1))
+    with pytest.raises(GatewayError, match=f"at most {MAX_PAGES} can be parsed"):
+        parse_files(with_file(file_part(long)))
+    remote = {"type": "file", "file": {"filename": "r.pdf", "file_data": "https://x.test/r.pdf"}}
+    with pytest.raises(GatewayError, match="fetches no file from an address"):
+        parse_files(with_file(remote))
+
+
+def test_the_file_parser_through_the_sdk(srv: Server, sim: Simulator) -> None:
+    data = pdf("Quarterly revenue: 1.5 million.", "Second page: costs fell.")
+    client = srv.openai()
+    messages: list[Any] = [
+        {"role": "user", "content": [{"type": "text", "text": "Summarise"}, file_part(data)]}
+    ]
+    answer = client.chat.completions.create(model="acme/json", messages=messages)
+    sent = sim.last_body()["messages"][0]["content"]
+    assert [p["type"] for p in sent] == ["text", "text"]  # the provider got text, no PDF
+    assert "Quarterly revenue: 1.5 million." in sent[1]["text"]
+    (note,) = answer.choices[0].message.annotations or []  # the SDK's own field
+    annotation = note.model_dump()
+    assert annotation["file"]["hash"] == hashlib.sha256(data).hexdigest()
+    assert "costs fell" in annotation["file"]["content"][0]["text"]
+    # next turn: the annotation comes back, and its text is used as it is
+    annotation["file"]["content"][0]["text"] = "As annotated."
+    follow = [
+        *messages,
+        {"role": "assistant", "content": "Done.", "annotations": [annotation]},
+        {"role": "user", "content": [{"type": "text", "text": "Again"}, file_part(data)]},
+    ]
+    client.chat.completions.create(model="acme/json", messages=follow)
+    last = sim.last_body()["messages"]
+    assert last[-1]["content"][1]["text"].endswith("As annotated.")
+    assert all("annotations" not in m for m in last)
+    # refused with a 400 naming the file: a broken one, and an engine not available
+    with pytest.raises(openai.BadRequestError, match="'bad.pdf' is not a PDF"):
+        client.chat.completions.create(
+            model="acme/json",
+            messages=[{"role": "user", "content": [file_part(b"plain text", "bad.pdf")]}],
+        )
+    with pytest.raises(openai.BadRequestError, match="PDF engine 'mistral-ocr' is not available"):
+        client.chat.completions.create(
+            model="acme/json",
+            messages=messages,
+            extra_body={"plugins": [{"id": "file-parser", "pdf": {"engine": "mistral-ocr"}}]},
+        )

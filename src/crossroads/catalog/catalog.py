@@ -48,6 +48,10 @@ class Model:
     def output_modalities(self) -> list[str]:
         return self.info["architecture"].get("output_modalities") or ["text"]
 
+    @property
+    def input_modalities(self) -> list[str]:
+        return self.info["architecture"].get("input_modalities") or ["text"]
+
 
 @dataclass(slots=True)
 class Catalog:

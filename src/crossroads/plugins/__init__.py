@@ -8,6 +8,8 @@ plugin switched off, `enabled: false`, asks for nothing and is accepted whatever
   with `transforms: ["middle-out"]`): a prompt too long for an endpoint's context loses
   messages from its middle. On by default for endpoints of 8,192 tokens of context or
   less; `enabled: false` (or `transforms: []`) turns it off, enabled turns it on for all.
+- `file-parser` (`files.py`): PDFs in `file` parts become text for a model that does not
+  read files; `pdf.engine` `native` sends them as they are (to a model that reads files).
 - `response-healing` (`healing.py`): a non-streamed reply asked for as JSON
   (`response_format` `json_object` or `json_schema`) that is almost JSON is repaired and
   checked against the schema; one that cannot be is returned as it came, and the
@@ -21,11 +23,13 @@ from typing import Literal
 
 from crossroads.errors import GatewayError
 from crossroads.plugins.compression import SMALL_CONTEXT
+from crossroads.plugins.files import ENGINES
 from crossroads.schema.chat import ChatRequest, ResponseFormat
 
 HEALING = "response-healing"
 COMPRESSION = "context-compression"
-AVAILABLE = (COMPRESSION, HEALING)
+FILE_PARSER = "file-parser"
+AVAILABLE = (COMPRESSION, FILE_PARSER, HEALING)
 TRANSFORMS = ("middle-out",)
 _JSON_FORMATS = ("json_object", "json_schema")
 
@@ -36,6 +40,8 @@ class Plugins:
 
     healing: ResponseFormat | None = None  # the JSON format a whole answer is healed to
     compression: Literal["auto", "on", "off"] = "auto"
+    pdf_engine: str | None = None  # file-parser's engine asked for; None: by the model
+    parses_files: bool = True  # file-parser not turned off
 
     def compresses(self, context_length: int | None) -> bool:
         """Whether a prompt too long for an endpoint of this context is compressed."""
@@ -52,6 +58,7 @@ def plugins_of(request: ChatRequest) -> Plugins:
     if not request.plugins and request.transforms is None:
         return NONE
     wanted, unwanted = set(), set()
+    engine: str | None = None
     for transform in request.transforms or ():
         if transform not in TRANSFORMS:
             raise GatewayError(
@@ -72,10 +79,23 @@ def plugins_of(request: ChatRequest) -> Plugins:
                 "or leave it out",
             )
         wanted.add(plugin.id)
+        if plugin.id == FILE_PARSER and plugin.pdf is not None and plugin.pdf.engine:
+            if plugin.pdf.engine not in ENGINES:
+                raise GatewayError(
+                    400,
+                    f"PDF engine '{plugin.pdf.engine}' is not available on this server "
+                    f"(available: {', '.join(ENGINES)})",
+                )
+            engine = plugin.pdf.engine
     compression: Literal["auto", "on", "off"] = (
         "off" if COMPRESSION in unwanted else "on" if COMPRESSION in wanted else "auto"
     )
     fmt = request.response_format
     heals = HEALING in wanted and not request.stream and fmt is not None
     healing = fmt if heals and fmt is not None and fmt.type in _JSON_FORMATS else None
-    return Plugins(healing=healing, compression=compression)
+    return Plugins(
+        healing=healing,
+        compression=compression,
+        pdf_engine=engine,
+        parses_files=FILE_PARSER not in unwanted,
+    )

@@ -7,6 +7,7 @@ from typing import Any
 
 from crossroads.plugins import NONE, Plugins
 from crossroads.plugins.compression import compress
+from crossroads.plugins.files import ParsedFile
 from crossroads.providers.reasoning import ReasoningSpec
 from crossroads.routing.context import RequestContext
 from crossroads.routing.plan import Plan
@@ -27,6 +28,7 @@ class Job:
     ctx: RequestContext
     reasoning: ReasoningSpec | None
     plugins: Plugins = NONE
+    files: tuple[ParsedFile, ...] = ()  # PDFs the file-parser read: annotations of the answer
 
     def body_for(self, endpoint: Endpoint, notes: list[str]) -> dict[str, Any]:
         """The body to send `endpoint`: the request's, or, when its prompt is too long for

@@ -78,6 +78,8 @@ class AnswerLeg(Leg):
         if run.job.hides_reasoning:
             for c in completion.choices:
                 strip_reasoning(c.get("message") or {})
+        if run.job.files:  # what file-parser read, for the client to send back next turn
+            annotate(completion.choices, [f.annotation() for f in run.job.files])
         notes = [billed.note, *self.notes]
         if (healing := run.job.plugins.healing) is not None:
             notes += heal_choices(completion.choices, healing)
@@ -96,6 +98,13 @@ class AnswerLeg(Leg):
         )
         head = envelope(run.ctx, run.provider(endpoint), endpoint, "chat.completion")
         return completion_body(head, completion, usage_object(billed))
+
+
+def annotate(choices: list[dict[str, Any]], annotations: list[dict[str, Any]]) -> None:
+    """Add `annotations` to each choice's message (after any the provider sent)."""
+    for choice in choices:
+        message = choice.setdefault("message", {})
+        message["annotations"] = [*(message.get("annotations") or []), *annotations]
 
 
 def heal_choices(choices: list[dict[str, Any]], fmt: ResponseFormat) -> list[str | None]:

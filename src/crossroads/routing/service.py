@@ -27,7 +27,8 @@ from crossroads.errors import GatewayError, StreamFailure
 from crossroads.limits.demand import demand_for
 from crossroads.limits.guardrails import guard_body, guardrail_error
 from crossroads.limits.policy import Limits
-from crossroads.plugins import plugins_of
+from crossroads.plugins import Plugins, plugins_of
+from crossroads.plugins.files import TEXT_ENGINES, ParsedFile, has_files, parse_files
 from crossroads.providers.base import UpstreamError
 from crossroads.providers.reasoning import resolve_reasoning
 from crossroads.routing.attempt import Upstream
@@ -85,6 +86,10 @@ class InferenceService:
             body = guard_body(rails, body, resolve=self.catalog.canonical_id)
             request = parse(body)
         plugins = plugins_of(request)  # one that is not implemented: 400 before any work
+        files: list[ParsedFile] = []
+        if plugins.parses_files and has_files(body) and self._parses_files(request, plugins):
+            body, files = parse_files(body)  # PDFs as text, for a model that reads no files
+            request = parse(body)
         reasoning = resolve_reasoning(body)
         reasons = reasoning is not None and reasoning.enabled
         try:
@@ -110,7 +115,22 @@ class InferenceService:
         )
         ctx.ticket = await self.limits.admit(key, demand)
         ctx.route = [e.id for e in plan.endpoints]  # the plan, for tracing
-        return Job(request, body, plan, ctx, reasoning, plugins)
+        return Job(request, body, plan, ctx, reasoning, plugins, tuple(files))
+
+    def _parses_files(self, request: ChatRequest, plugins: Plugins) -> bool:
+        """Whether the request's files are parsed: asked for by a text engine, or by default
+        when the model it names first does not read files (`native`: sent as they are, to
+        a model that reads them)."""
+        if plugins.pdf_engine in TEXT_ENGINES:
+            return True
+        name = request.model or (request.models or [""])[0]
+        found = self.catalog.find(name) if name else None
+        reads_files = found is not None and "file" in found[0].input_modalities
+        if plugins.pdf_engine == "native" and found is not None and not reads_files:
+            raise GatewayError(
+                400, f"{found[0].id} does not read files: the 'native' PDF engine needs one"
+            )
+        return found is not None and not reads_files
 
     async def complete(self, job: Job) -> dict[str, Any]:
         """The whole answer: OpenRouter's chat completion, or the GatewayError that ends it."""

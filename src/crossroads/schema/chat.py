@@ -147,11 +147,17 @@ class ResponseFormat(Struct):
     grammar: str | None = None
 
 
+class PdfOptions(Struct, kw_only=True):
+    engine: str | None = None
+
+
 class Plugin(Struct, kw_only=True):
-    """One of OpenRouter's `plugins`, by `id` (its own settings are read by the plugin)."""
+    """One of OpenRouter's `plugins`, by `id` (the settings of those not implemented are
+    not read)."""
 
     id: Annotated[str, Meta(min_length=1, max_length=64)]
     enabled: bool = True
+    pdf: PdfOptions | None = None  # file-parser
 
 
 class Percentiles(Struct):
