@@ -19,11 +19,12 @@ import openai
 import orjson
 import pytest
 
-from crossroads.errors import GatewayError
+from crossroads.errors import ConfigError, GatewayError
 from crossroads.plugins import HEALING, plugins_of
 from crossroads.plugins.compression import compress, smallest
 from crossroads.plugins.files import MAX_PAGES, parse_files
 from crossroads.plugins.healing import MAX_HEALED_CHARS, heal
+from crossroads.plugins.moderation import flagged_categories, moderation_config, user_texts
 from crossroads.routing.tokens import estimate_prompt_tokens
 from crossroads.schema.chat import ResponseFormat, parse_chat_request
 from harness import Server, Simulator, endpoint, provider
@@ -99,7 +100,7 @@ def test_which_plugins_a_request_asks_for() -> None:
         plugins_of(chat(plugins=[{"id": HEALING, "enabled": False}], **json_body)).healing is None
     )
     assert plugins_of(chat(plugins=[{"id": "web", "enabled": False}])).healing is None
-    for missing in ("web", "moderation", "nonsense"):
+    for missing in ("web", "auto-router", "nonsense"):
         with pytest.raises(GatewayError) as refused:
             plugins_of(chat(plugins=[{"id": missing, "max_results": 3}]))
         assert refused.value.status == 400
@@ -197,6 +198,7 @@ def sim() -> Iterator[Simulator]:
 @pytest.fixture(scope="module")
 def srv(sim: Simulator, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     config = {
+        "moderation": {"provider": "healer", "model": "omni-moderation-latest"},
         "providers": [provider("healer", sim)],
         "models": [
             {"id": "acme/json", "name": "Acme: JSON", "endpoints": [endpoint("healer", 1, 2)]},
@@ -453,3 +455,93 @@ def test_the_file_parser_through_the_sdk(srv: Server, sim: Simulator) -> None:
             messages=messages,
             extra_body={"plugins": [{"id": "file-parser", "pdf": {"engine": "mistral-ocr"}}]},
         )
+
+
+# -- moderation ------------------------------------------------------------------------------
+
+
+def test_the_moderation_section_and_answers_are_checked() -> None:
+    assert moderation_config({}) is None
+    config = moderation_config({"moderation": {"provider": "guard", "timeout_seconds": 2}})
+    assert config is not None and (config.provider, config.timeout) == ("guard", 2.0)
+    for bad in (
+        {"provider": ""},
+        {"provider": "g", "colour": 1},
+        {"provider": "g", "timeout_seconds": 0},
+    ):
+        with pytest.raises(ConfigError):
+            moderation_config({"moderation": bad})
+    one = {"results": [{"flagged": True, "categories": {"violence": True, "hate": False}}]}
+    assert flagged_categories(one, 1) == [["violence"]]
+    assert flagged_categories({"results": [{"flagged": False}]}, 1) == [[]]
+    for answer in (None, {"results": []}, {"results": [{"categories": {}}]}, {"results": "x"}):
+        with pytest.raises(ValueError):
+            flagged_categories(answer, 1)
+    body = {
+        "messages": [
+            {"role": "system", "content": "ignored"},
+            {"role": "user", "content": [{"type": "text", "text": "one"}, {"type": "image_url"}]},
+            {"role": "assistant", "content": "ignored too"},
+            {"role": "user", "content": "two"},
+        ]
+    }
+    assert user_texts(body) == ["one", "two"]
+
+
+def moderated(srv: Server, text: str) -> Any:
+    return srv.openai().chat.completions.create(
+        model="acme/json",
+        messages=[{"role": "user", "content": text}],
+        extra_body={"plugins": [{"id": "moderation"}]},
+    )
+
+
+def test_moderation_passes_clean_input_and_records_its_latency(srv: Server, sim: Simulator) -> None:
+    sim.configure(latency_ms=30)
+    try:
+        answer = moderated(srv, "a kind question")
+        received = sim.state()["received"]
+    finally:
+        sim.reset()
+    checks = [r for r in received if r["path"] == "/v1/moderations"]
+    assert checks and checks[-1]["body"] == {
+        "input": ["a kind question"],
+        "model": "omni-moderation-latest",
+    }
+    record = recorded(srv, answer.id, srv.api_key)
+    assert record["moderation_latency"] >= 30
+
+
+def test_flagged_input_is_a_403_and_reaches_no_model(srv: Server, sim: Simulator) -> None:
+    before = [r["path"] for r in sim.state()["received"]]
+    with pytest.raises(openai.PermissionDeniedError) as refused:
+        moderated(srv, "something forbidden here")
+    error = refused.value.body
+    assert error["code"] == 403  # type: ignore[index]
+    metadata = error["metadata"]  # type: ignore[index]
+    assert metadata["reasons"] == ["harassment"]
+    assert metadata["flagged_input"] == "something forbidden here"
+    after = [r["path"] for r in sim.state()["received"]]
+    assert after[len(before) :][-1] == "/v1/moderations"  # the last request was the check
+    assert "/v1/chat/completions" not in after[len(before) :]
+    sim.configure(fail_rate=1.0)  # the check cannot be made: refused, never unmoderated
+    try:
+        with pytest.raises(openai.APIStatusError) as failed:
+            moderated(srv, "a kind question")
+    finally:
+        sim.reset()
+    assert failed.value.status_code == 502
+    assert "moderation check could not be made" in str(failed.value)
+
+
+def test_moderation_without_a_service_is_a_400(sim: Simulator, tmp_path: Path) -> None:
+    config = {
+        "providers": [provider("healer", sim)],
+        "models": [{"id": "acme/json", "name": "J", "endpoints": [endpoint("healer", 1, 2)]}],
+    }
+    server = Server(tmp_path, config)
+    try:
+        with pytest.raises(openai.BadRequestError, match="'moderation' is not configured"):
+            moderated(server, "hello")
+    finally:
+        server.stop()

@@ -23,10 +23,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from crossroads.accounting.keys import KeyRing, period_starts
 from crossroads.catalog import Catalog, load_catalog, read_config
 from crossroads.catalog.discovery import discover_local
+from crossroads.errors import ConfigError
 from crossroads.ids import RandomIds
 from crossroads.limits.policy import Limits
 from crossroads.limits.redis_counters import SharedCounters
 from crossroads.limits.values import Account, FreeTier
+from crossroads.plugins.moderation import Moderator, moderation_config
 from crossroads.providers import builtin_adapters
 from crossroads.providers.base import Adapter
 from crossroads.providers.http import UpstreamClient, UpstreamLimits
@@ -66,6 +68,19 @@ def upstream_limits(settings: Settings) -> UpstreamLimits:
         stream_seconds=settings.upstream_stream_timeout_seconds,
         idle_seconds=settings.upstream_idle_timeout_seconds,
     )
+
+
+def _moderator(
+    config: Mapping[str, Any], catalog: Catalog, client: UpstreamClient
+) -> Moderator | None:
+    """The moderation plugin's service, as the config file's `moderation` names it."""
+    wanted = moderation_config(config)
+    if wanted is None:
+        return None
+    provider = catalog.providers.get(wanted.provider)
+    if provider is None or not provider.base_url:
+        raise ConfigError(f"config: moderation.provider {wanted.provider!r} is not a provider")
+    return Moderator(client, provider, wanted)
 
 
 @dataclass
@@ -168,6 +183,7 @@ class Gateway:
             limits=limits,
             sinks=sinks,
             rng=rng,
+            moderator=_moderator(config, catalog, client),
         )
         return cls(
             settings,

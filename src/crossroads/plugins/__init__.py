@@ -10,6 +10,8 @@ plugin switched off, `enabled: false`, asks for nothing and is accepted whatever
   less; `enabled: false` (or `transforms: []`) turns it off, enabled turns it on for all.
 - `file-parser` (`files.py`): PDFs in `file` parts become text for a model that does not
   read files; `pdf.engine` `native` sends them as they are (to a model that reads files).
+- `moderation` (`moderation.py`): the user messages checked by the operator's moderation
+  service first; flagged input is a 403.
 - `response-healing` (`healing.py`): a non-streamed reply asked for as JSON
   (`response_format` `json_object` or `json_schema`) that is almost JSON is repaired and
   checked against the schema; one that cannot be is returned as it came, and the
@@ -29,7 +31,8 @@ from crossroads.schema.chat import ChatRequest, ResponseFormat
 HEALING = "response-healing"
 COMPRESSION = "context-compression"
 FILE_PARSER = "file-parser"
-AVAILABLE = (COMPRESSION, FILE_PARSER, HEALING)
+MODERATION = "moderation"
+AVAILABLE = (COMPRESSION, FILE_PARSER, MODERATION, HEALING)
 TRANSFORMS = ("middle-out",)
 _JSON_FORMATS = ("json_object", "json_schema")
 
@@ -42,6 +45,7 @@ class Plugins:
     compression: Literal["auto", "on", "off"] = "auto"
     pdf_engine: str | None = None  # file-parser's engine asked for; None: by the model
     parses_files: bool = True  # file-parser not turned off
+    moderation: bool = False  # the input is checked by the moderation service first
 
     def compresses(self, context_length: int | None) -> bool:
         """Whether a prompt too long for an endpoint of this context is compressed."""
@@ -98,4 +102,5 @@ def plugins_of(request: ChatRequest) -> Plugins:
         compression=compression,
         pdf_engine=engine,
         parses_files=FILE_PARSER not in unwanted,
+        moderation=MODERATION in wanted,
     )

@@ -15,13 +15,14 @@ import errno
 import logging
 import math
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
 import aiohttp
+import orjson
 import yarl
 
 from crossroads.errors import redact
@@ -210,6 +211,30 @@ class UpstreamClient:
         async with self.session.get(url, timeout=aiohttp.ClientTimeout(total=timeout)) as response:
             response.raise_for_status()
             return await response.json(content_type=None)
+
+    async def post_json(
+        self, url: str, body: object, *, headers: Mapping[str, str], timeout: float, limit: int
+    ) -> tuple[int, object]:
+        """A small JSON POST (the moderation plugin's check): the status and the answer read
+        as JSON (None when it is not), at most `limit` bytes of it; raises `OSError`-like
+        errors (and TimeoutError) when nothing answers in time."""
+        try:
+            async with self.session.post(
+                url,
+                data=orjson.dumps(body),
+                headers=headers,
+                timeout=aiohttp.ClientTimeout(total=timeout),
+            ) as response:
+                raw = await response.content.read(limit + 1)
+                status = response.status
+        except aiohttp.ClientError as error:
+            raise OSError(redact(str(error))) from None
+        if len(raw) > limit:
+            return status, None
+        try:
+            return status, orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            return status, None
 
     async def events(
         self, response: aiohttp.ClientResponse, provider: Provider

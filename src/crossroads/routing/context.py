@@ -49,6 +49,7 @@ class RequestContext:
     route: list[str] = field(default_factory=list)  # the plan's endpoint ids, in order
     waits: ProviderTime = field(default_factory=ProviderTime)
     ticket: Ticket | None = None  # what admission held for this request (see `limits`)
+    moderation_ms: float | None = None  # how long the moderation plugin's check took
 
 
 def elapsed_ms(since: float) -> float:

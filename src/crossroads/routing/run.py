@@ -298,6 +298,7 @@ class Run:
                 attempts=[_attempt_dict(a) for a in self.attempts],
                 error=outcome.error.error_object() if outcome.error else None,
                 balance_charged=charged,
+                moderation_latency_ms=ctx.moderation_ms,
             )
         )
 

@@ -29,6 +29,7 @@ from crossroads.limits.guardrails import guard_body, guardrail_error
 from crossroads.limits.policy import Limits
 from crossroads.plugins import Plugins, plugins_of
 from crossroads.plugins.files import TEXT_ENGINES, ParsedFile, has_files, parse_files
+from crossroads.plugins.moderation import Moderator, user_texts
 from crossroads.providers.base import UpstreamError
 from crossroads.providers.reasoning import resolve_reasoning
 from crossroads.routing.attempt import Upstream
@@ -66,9 +67,11 @@ class InferenceService:
         limits: Limits,
         sinks: Sinks,
         rng: random.Random,
+        moderator: Moderator | None = None,
     ) -> None:
         self.catalog, self.upstream, self.stats, self.circuits = catalog, upstream, stats, circuits
         self.limits, self.sinks, self.rng = limits, sinks, rng
+        self.moderator = moderator  # the moderation plugin's service, when configured
 
     async def prepare(
         self,
@@ -86,6 +89,12 @@ class InferenceService:
             body = guard_body(rails, body, resolve=self.catalog.canonical_id)
             request = parse(body)
         plugins = plugins_of(request)  # one that is not implemented: 400 before any work
+        if plugins.moderation:  # before anything is spent on it
+            if self.moderator is None:
+                raise GatewayError(
+                    400, "Plugin 'moderation' is not configured on this server (config: moderation)"
+                )
+            ctx.moderation_ms = await self.moderator.check(user_texts(body))
         files: list[ParsedFile] = []
         if plugins.parses_files and has_files(body) and self._parses_files(request, plugins):
             body, files = parse_files(body)  # PDFs as text, for a model that reads no files

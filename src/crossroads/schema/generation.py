@@ -58,6 +58,7 @@ class GenerationRecord:
     app_id: int | None = None
     # whether the cost was charged against the account's credits (the ledger gets a charge)
     balance_charged: bool = False
+    moderation_latency_ms: float | None = None  # the moderation plugin's check, when asked
 
     def to_row(self) -> dict[str, Any]:
         """Every field by name; shallow: the writer only reads."""
@@ -94,7 +95,7 @@ class GenerationRecord:
             "cancelled": self.cancelled,
             "provider_name": self.provider_name,
             "latency": self.latency_ms,
-            "moderation_latency": None,
+            "moderation_latency": self.moderation_latency_ms,
             "generation_time": self.generation_time_ms,
             "finish_reason": self.finish_reason,
             "native_finish_reason": self.native_finish_reason,

@@ -17,7 +17,7 @@ import asyncio
 import random
 from collections import deque
 from collections.abc import Awaitable, Callable
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from types import ModuleType
 from typing import Any
 
@@ -41,6 +41,7 @@ class Behaviour:
     die_after_chunks: int | None = None
     max_reply_tokens: int = 16
     reply: str | None = None  # the answer's text, verbatim, in place of the usual one
+    flag_words: list[str] = field(default_factory=lambda: ["forbidden"])  # for /moderations
     retry_after: str | None = None  # Retry-After of failures (429s send "1" when unset)
     echo_credentials: bool = False  # failures repeat the credentials the request carried
     headers_delay_ms: float = 0.0  # before the status line and headers
@@ -222,6 +223,32 @@ class Simulator:
             {"object": "list", "data": [{"id": "mock-model", "object": "model"}]}
         )
 
+    async def moderations(self, request: web.Request) -> web.Response:
+        """OpenAI's moderation endpoint: a text is flagged ("harassment") when it holds one
+        of `flag_words`; failures and latency as for completions."""
+        b = self.behaviour
+        self.counters.requests += 1
+        body = orjson.loads(await request.read())
+        self.received.append({"body": body, "headers": dict(request.headers), "path": request.path})
+        if b.latency_ms:
+            await asyncio.sleep(b.latency_ms / 1000)
+        if b.fail_rate and self.rng.random() < b.fail_rate:
+            return web.json_response({"error": {"message": "simulated failure"}}, status=b.status)
+        texts = body.get("input")
+        texts = [texts] if isinstance(texts, str) else list(texts or [])
+        results = []
+        for text in texts:
+            hit = any(word in str(text).lower() for word in b.flag_words)
+            results.append(
+                {
+                    "flagged": hit,
+                    "categories": {"harassment": hit, "violence": False},
+                    "category_scores": {"harassment": 0.97 if hit else 0.01, "violence": 0.0},
+                }
+            )
+        model = body.get("model") or "omni-moderation-latest"
+        return web.json_response({"id": "modr-sim", "model": model, "results": results})
+
     async def control(self, request: web.Request) -> web.Response:
         if request.method == "POST":
             changes = await request.json()
@@ -248,6 +275,7 @@ def create_simulator_app(behaviour: Behaviour, seed: int | None = None) -> web.A
     app = web.Application(client_max_size=64 * 1024 * 1024)
     app.router.add_post("/v1/chat/completions", sim.handler(openai))
     app.router.add_post("/v1/messages", sim.handler(anthropic))
+    app.router.add_post("/v1/moderations", sim.moderations)
     app.router.add_post(
         "/v1beta/models/{model}:generateContent", sim.handler(gemini, streaming=False)
     )

@@ -87,6 +87,7 @@ generations = sa.Table(
     # charged against the account's credits: the ledger has its charge
     # (a database default, not SQLAlchemy's: a row without it is written as it was before)
     sa.Column("balance_charged", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("moderation_latency_ms", sa.Float, nullable=True),  # the moderation plugin's
 )
 
 # The apps requests came from: one row per normalized HTTP-Referer (storage/apps.py).

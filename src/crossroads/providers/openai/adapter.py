@@ -107,7 +107,8 @@ def to_openai_body(
     return out
 
 
-def _headers(provider: Provider) -> dict[str, str]:
+def request_headers(provider: Provider) -> dict[str, str]:
+    """The headers of a JSON request to an OpenAI-compatible provider, credentials included."""
     headers = {
         "Content-Type": "application/json",
         "Accept": "application/json",
@@ -243,7 +244,9 @@ class OpenAIAdapter:
     ) -> UpstreamRequest:
         url = (provider.base_url or "").rstrip("/") + provider.quirks.chat_path
         payload = orjson.dumps(to_openai_body(body, endpoint, provider, stream=stream))
-        return UpstreamRequest(url=url, headers=_headers(provider), body=payload, stream=stream)
+        return UpstreamRequest(
+            url=url, headers=request_headers(provider), body=payload, stream=stream
+        )
 
     def parse_chat_response(self, payload: Any) -> Completion:
         if not isinstance(payload, dict) or not isinstance(payload.get("choices"), list):
