@@ -443,6 +443,14 @@ def test_the_file_parser_through_the_sdk(srv: Server, sim: Simulator) -> None:
     last = sim.last_body()["messages"]
     assert last[-1]["content"][1]["text"].endswith("As annotated.")
     assert all("annotations" not in m for m in last)
+    # streamed: the annotation comes with the first output
+    stream = client.chat.completions.create(model="acme/json", messages=messages, stream=True)
+    deltas = [c.choices[0].delta for c in stream if c.choices]
+    annotated = [i for i, d in enumerate(deltas) if "annotations" in (d.model_extra or {})]
+    assert len(annotated) == 1  # once, with the first output (a role preamble may come first)
+    assert all(not d.content for d in deltas[: annotated[0]])
+    (streamed,) = (deltas[annotated[0]].model_extra or {})["annotations"]
+    assert streamed["file"]["hash"] == hashlib.sha256(data).hexdigest()
     # refused with a 400 naming the file: a broken one, and an engine not available
     with pytest.raises(openai.BadRequestError, match="'bad.pdf' is not a PDF"):
         client.chat.completions.create(

@@ -16,6 +16,7 @@ from typing import Any
 
 from crossroads.accounting.billing import Billed, usage_object
 from crossroads.errors import GatewayError, StreamFailure
+from crossroads.plugins.files import ParsedFile
 from crossroads.plugins.healing import heal
 from crossroads.providers.base import Completion, UpstreamError
 from crossroads.providers.reasoning import strip_reasoning
@@ -145,6 +146,8 @@ class StreamLeg(Leg):
             if not self.started and not _has_output(chunk):
                 held.append(chunk)  # a bare preamble: fallback is still possible
                 continue
+            if not self.started and self.run.job.files:  # with the first output: the files read
+                chunk = _with_file_annotations(chunk, self.run.job.files)
             self.started = True
             for earlier in held:
                 yield earlier
@@ -247,6 +250,15 @@ class StreamLeg(Leg):
             measured=False,
         )
         self._record(billed, cancelled=True)
+
+
+def _with_file_annotations(chunk: dict[str, Any], files: tuple[ParsedFile, ...]) -> dict[str, Any]:
+    """`chunk` with the file-parser's annotations in its first choice's delta."""
+    choices = [dict(c) for c in chunk["choices"]]
+    delta = dict(choices[0].get("delta") or {})
+    delta["annotations"] = [*(delta.get("annotations") or []), *(f.annotation() for f in files)]
+    choices[0]["delta"] = delta
+    return dict(chunk, choices=choices)
 
 
 def _has_output(chunk: dict[str, Any]) -> bool:
