@@ -25,6 +25,14 @@ from crossroads.plugins.compression import compress, smallest
 from crossroads.plugins.files import MAX_PAGES, parse_files
 from crossroads.plugins.healing import MAX_HEALED_CHARS, heal
 from crossroads.plugins.moderation import flagged_categories, moderation_config, user_texts
+from crossroads.plugins.search import (
+    DEFAULT_PROMPT,
+    Result,
+    parse_results,
+    query_of,
+    search_config,
+    with_results,
+)
 from crossroads.routing.tokens import estimate_prompt_tokens
 from crossroads.schema.chat import ResponseFormat, parse_chat_request
 from harness import Server, Simulator, endpoint, provider
@@ -100,7 +108,7 @@ def test_which_plugins_a_request_asks_for() -> None:
         plugins_of(chat(plugins=[{"id": HEALING, "enabled": False}], **json_body)).healing is None
     )
     assert plugins_of(chat(plugins=[{"id": "web", "enabled": False}])).healing is None
-    for missing in ("web", "auto-router", "nonsense"):
+    for missing in ("web-fetch", "auto-router", "nonsense"):
         with pytest.raises(GatewayError) as refused:
             plugins_of(chat(plugins=[{"id": missing, "max_results": 3}]))
         assert refused.value.status == 400
@@ -199,6 +207,7 @@ def sim() -> Iterator[Simulator]:
 def srv(sim: Simulator, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     config = {
         "moderation": {"provider": "healer", "model": "omni-moderation-latest"},
+        "web_search": {"engine": "searxng", "url": sim.url("")},
         "providers": [provider("healer", sim)],
         "models": [
             {"id": "acme/json", "name": "Acme: JSON", "endpoints": [endpoint("healer", 1, 2)]},
@@ -268,11 +277,11 @@ def test_an_unrepairable_reply_is_returned_and_the_record_says_so(
 def test_a_plugin_that_is_not_implemented_is_a_400_naming_it(srv: Server, sim: Simulator) -> None:
     before = sim.state()["counters"]["requests"]
     with pytest.raises(openai.BadRequestError) as refused:
-        ask(srv, extra_body={"plugins": [{"id": "web", "max_results": 3}]})
-    assert "Plugin 'web' is not available" in str(refused.value)
+        ask(srv, extra_body={"plugins": [{"id": "web-fetch", "max_uses": 3}]})
+    assert "Plugin 'web-fetch' is not available" in str(refused.value)
     assert refused.value.body["code"] == 400  # type: ignore[index]
     assert sim.state()["counters"]["requests"] == before  # refused before any provider
-    off = ask(srv, extra_body={"plugins": [{"id": "web", "enabled": False}]})
+    off = ask(srv, extra_body={"plugins": [{"id": "web-fetch", "enabled": False}]})
     assert off.choices[0].message.content
 
 
@@ -551,5 +560,141 @@ def test_moderation_without_a_service_is_a_400(sim: Simulator, tmp_path: Path) -
     try:
         with pytest.raises(openai.BadRequestError, match="'moderation' is not configured"):
             moderated(server, "hello")
+    finally:
+        server.stop()
+
+
+# -- web search --------------------------------------------------------------------------------
+
+
+def test_the_web_search_section_and_answers_are_checked() -> None:
+    assert search_config({}) is None
+    local = search_config({"web_search": {"engine": "searxng", "url": "http://127.0.0.1:8888/"}})
+    assert local is not None and (local.url, local.api_key) == ("http://127.0.0.1:8888", None)
+    brave = search_config({"web_search": {"engine": "brave", "api_key_env": "K"}}, {"K": "x"})
+    assert brave is not None and brave.url.startswith("https://") and brave.api_key == "x"
+    for bad in (
+        {"engine": "bing"},
+        {"engine": "searxng"},  # no url
+        {"engine": "tavily", "api_key_env": "MISSING"},
+        {"engine": "searxng", "url": "file:///etc/passwd"},
+    ):
+        with pytest.raises(ConfigError):
+            search_config({"web_search": bad}, {})
+    answer = {
+        "results": [
+            {"url": "https://a.example/x", "title": "A", "content": "x" * 5000},
+            {"url": "javascript:alert(1)", "title": "bad"},  # not a web address: skipped
+            "not a result",
+            {"url": "http://b.example", "title": None, "content": 3},
+        ]
+    }
+    found = parse_results("searxng", answer, 5)
+    assert [r.url for r in found] == ["https://a.example/x", "http://b.example"]
+    assert len(found[0].content) == 2000 and found[1].title == "http://b.example"
+    brave_answer = {"web": {"results": [{"url": "https://c.example", "description": "d"}]}}
+    assert parse_results("brave", brave_answer, 5)[0].content == "d"
+    for broken in (None, [], {"results": "x"}):
+        with pytest.raises(ValueError):
+            parse_results("searxng", broken, 5)
+
+
+def test_results_go_before_the_last_user_message() -> None:
+    body = {
+        "messages": [
+            {"role": "user", "content": "first"},
+            {"role": "assistant", "content": "ok"},
+            {"role": "user", "content": [{"type": "text", "text": "rust 2026 news"}]},
+        ]
+    }
+    assert query_of(body) == "rust 2026 news"
+    results = [Result("https://a.example", "A", "about a")]
+    out = with_results(body, results, None)["messages"]
+    assert [m["role"] for m in out] == ["user", "assistant", "system", "user"]
+    assert out[2]["content"].startswith(DEFAULT_PROMPT.split("{date}")[0])
+    assert "[1] A (https://a.example)\nabout a" in out[2]["content"]
+    custom = with_results(body, results, "Results of {date}:")["messages"][2]["content"]
+    assert custom.startswith("Results of 20")
+
+
+def searched(srv: Server, model: str = "acme/json", **extra: Any) -> Any:
+    return srv.openai().chat.completions.create(
+        model=model, messages=[{"role": "user", "content": "crossroads gateway"}], **extra
+    )
+
+
+def test_the_web_plugin_searches_and_cites(srv: Server, sim: Simulator) -> None:
+    answer = searched(srv, extra_body={"plugins": [{"id": "web", "max_results": 3}]})
+    received = sim.state()["received"]
+    (search,) = [r for r in received[-2:] if r["path"] == "/search"]
+    assert search["query"] == {"q": "crossroads gateway", "format": "json"}
+    sent = sim.last_body()["messages"]
+    assert [m["role"] for m in sent] == ["system", "user"]
+    assert "[3] Result 3 for crossroads gateway" in sent[0]["content"]
+    assert "[4]" not in sent[0]["content"]
+    notes = [a.model_dump() for a in answer.choices[0].message.annotations or []]
+    assert [n["type"] for n in notes] == ["url_citation"] * 3
+    assert notes[0]["url_citation"]["url"] == "https://example.com/crossroads-gateway/1"
+    assert notes[0]["url_citation"]["title"] == "Result 1 for crossroads gateway"
+
+
+def test_online_is_the_web_plugin_with_its_defaults(srv: Server, sim: Simulator) -> None:
+    answer = searched(srv, model="acme/json:online")
+    assert answer.model == "acme/json"
+    assert len(answer.choices[0].message.annotations or []) == 5
+    stream = searched(srv, model="acme/json:online", stream=True)
+    deltas = [c.choices[0].delta for c in stream if c.choices]
+    cited = [d.model_extra["annotations"] for d in deltas if "annotations" in (d.model_extra or {})]
+    assert len(cited) == 1 and len(cited[0]) == 5
+    sim.configure(fail_rate=1.0)
+    try:  # a search that cannot be made is never skipped
+        with pytest.raises(openai.APIStatusError) as failed:
+            searched(srv, model="acme/json:online")
+    finally:
+        sim.reset()
+    assert failed.value.status_code == 502 and "web search could not be made" in str(failed.value)
+
+
+@pytest.mark.parametrize("engine", ["brave", "tavily"])
+def test_hosted_engines_are_asked_with_the_operator_s_key(
+    engine: str, sim: Simulator, tmp_path: Path
+) -> None:
+    config = {
+        "web_search": {"engine": engine, "url": sim.url(""), "api_key_env": "SEARCH_KEY"},
+        "providers": [provider("healer", sim)],
+        "models": [{"id": "acme/json", "name": "J", "endpoints": [endpoint("healer", 1, 2)]}],
+    }
+    server = Server(tmp_path, config, env={"SEARCH_KEY": "search-secret"})
+    try:
+        answer = searched(server, extra_body={"plugins": [{"id": "web", "max_results": 2}]})
+        (search,) = [r for r in sim.state()["received"][-2:] if r["path"] != "/v1/chat/completions"]
+    finally:
+        server.stop()
+    assert len(answer.choices[0].message.annotations or []) == 2
+    if engine == "brave":
+        assert search["path"] == "/res/v1/web/search"
+        assert search["headers"]["X-Subscription-Token"] == "search-secret"
+        assert search["query"] == {"q": "crossroads gateway", "count": "2"}
+    else:
+        assert search["path"] == "/search" and search["body"] == {
+            "query": "crossroads gateway",
+            "max_results": 2,
+        }
+        assert search["headers"]["Authorization"] == "Bearer search-secret"
+
+
+def test_web_without_an_engine_is_a_400(sim: Simulator, tmp_path: Path) -> None:
+    config = {
+        "providers": [provider("healer", sim)],
+        "models": [{"id": "acme/json", "name": "J", "endpoints": [endpoint("healer", 1, 2)]}],
+    }
+    server = Server(tmp_path, config)
+    try:
+        for ask_it in (
+            lambda: searched(server, model="acme/json:online"),
+            lambda: searched(server, extra_body={"plugins": [{"id": "web"}]}),
+        ):
+            with pytest.raises(openai.BadRequestError, match="'web' is not configured"):
+                ask_it()
     finally:
         server.stop()

@@ -29,6 +29,7 @@ from crossroads.limits.policy import Limits
 from crossroads.limits.redis_counters import SharedCounters
 from crossroads.limits.values import Account, FreeTier
 from crossroads.plugins.moderation import Moderator, moderation_config
+from crossroads.plugins.search import WebSearch, search_config
 from crossroads.providers import builtin_adapters
 from crossroads.providers.base import Adapter
 from crossroads.providers.http import UpstreamClient, UpstreamLimits
@@ -81,6 +82,12 @@ def _moderator(
     if provider is None or not provider.base_url:
         raise ConfigError(f"config: moderation.provider {wanted.provider!r} is not a provider")
     return Moderator(client, provider, wanted)
+
+
+def _searcher(config: Mapping[str, Any], client: UpstreamClient) -> WebSearch | None:
+    """The web plugin's engine, as the config file's `web_search` names it."""
+    wanted = search_config(config)
+    return WebSearch(client, wanted) if wanted is not None else None
 
 
 @dataclass
@@ -184,6 +191,7 @@ class Gateway:
             sinks=sinks,
             rng=rng,
             moderator=_moderator(config, catalog, client),
+            searcher=_searcher(config, client),
         )
         return cls(
             settings,

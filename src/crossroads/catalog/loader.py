@@ -34,7 +34,7 @@ def read_config(path: str | Path | None) -> dict[str, Any]:
         raise ConfigError(f"cannot read config {path}: {exc}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"config {path} must be a mapping with 'providers' and 'models'")
-    unknown = set(data) - {"providers", "models", "server", "credits", "moderation"}
+    unknown = set(data) - {"providers", "models", "server", "credits", "moderation", "web_search"}
     if unknown:
         raise ConfigError(f"config {path}: unknown top-level keys {sorted(unknown)}")
     return data

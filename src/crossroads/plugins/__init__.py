@@ -12,6 +12,8 @@ plugin switched off, `enabled: false`, asks for nothing and is accepted whatever
   read files; `pdf.engine` `native` sends them as they are (to a model that reads files).
 - `moderation` (`moderation.py`): the user messages checked by the operator's moderation
   service first; flagged input is a 403.
+- `web` (`search.py`), also asked for by a model id ending in `:online`: a web search of
+  the last user message, its results in the prompt and cited in the answer.
 - `response-healing` (`healing.py`): a non-streamed reply asked for as JSON
   (`response_format` `json_object` or `json_schema`) that is almost JSON is repaired and
   checked against the schema; one that cannot be is returned as it came, and the
@@ -32,9 +34,19 @@ HEALING = "response-healing"
 COMPRESSION = "context-compression"
 FILE_PARSER = "file-parser"
 MODERATION = "moderation"
-AVAILABLE = (COMPRESSION, FILE_PARSER, MODERATION, HEALING)
+WEB = "web"
+AVAILABLE = (COMPRESSION, FILE_PARSER, MODERATION, HEALING, WEB)
+ONLINE = ":online"  # a model id's suffix: the web plugin on
 TRANSFORMS = ("middle-out",)
 _JSON_FORMATS = ("json_object", "json_schema")
+
+
+@dataclass(frozen=True, slots=True)
+class WebAsk:
+    """What the web plugin was asked for."""
+
+    max_results: int = 5
+    search_prompt: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +58,7 @@ class Plugins:
     pdf_engine: str | None = None  # file-parser's engine asked for; None: by the model
     parses_files: bool = True  # file-parser not turned off
     moderation: bool = False  # the input is checked by the moderation service first
+    web: WebAsk | None = None  # a web search first
 
     def compresses(self, context_length: int | None) -> bool:
         """Whether a prompt too long for an endpoint of this context is compressed."""
@@ -57,12 +70,14 @@ class Plugins:
 NONE = Plugins()
 
 
-def plugins_of(request: ChatRequest) -> Plugins:
-    """The request's plugins, checked: a 400 for one enabled that is not implemented."""
-    if not request.plugins and request.transforms is None:
+def plugins_of(request: ChatRequest, *, online: bool = False) -> Plugins:
+    """The request's plugins, checked: a 400 for one enabled that is not implemented;
+    `online`: the model was named with `:online` (the web plugin, with its defaults)."""
+    if not request.plugins and request.transforms is None and not online:
         return NONE
     wanted, unwanted = set(), set()
     engine: str | None = None
+    web = WebAsk() if online else None
     for transform in request.transforms or ():
         if transform not in TRANSFORMS:
             raise GatewayError(
@@ -83,6 +98,8 @@ def plugins_of(request: ChatRequest) -> Plugins:
                 "or leave it out",
             )
         wanted.add(plugin.id)
+        if plugin.id == WEB:
+            web = WebAsk(plugin.max_results or 5, plugin.search_prompt)
         if plugin.id == FILE_PARSER and plugin.pdf is not None and plugin.pdf.engine:
             if plugin.pdf.engine not in ENGINES:
                 raise GatewayError(
@@ -103,4 +120,5 @@ def plugins_of(request: ChatRequest) -> Plugins:
         pdf_engine=engine,
         parses_files=FILE_PARSER not in unwanted,
         moderation=MODERATION in wanted,
+        web=None if WEB in unwanted else web,
     )

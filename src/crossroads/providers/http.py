@@ -206,11 +206,28 @@ class UpstreamClient:
                 break
         return bytes(body[:_ERROR_BODY_BYTES])
 
-    async def get_json(self, url: str, *, timeout: float) -> object:
-        """A small GET (local discovery); raises `OSError`-like errors when nothing answers."""
-        async with self.session.get(url, timeout=aiohttp.ClientTimeout(total=timeout)) as response:
-            response.raise_for_status()
-            return await response.json(content_type=None)
+    async def get_json(
+        self,
+        url: str,
+        *,
+        timeout: float,
+        headers: Mapping[str, str] | None = None,
+        limit: int = 2 << 20,
+    ) -> object:
+        """A small GET (local discovery, the web search): the answer read as JSON, at most
+        `limit` bytes of it. Raises `OSError` when nothing answers or the status is not 2xx,
+        ValueError for an answer that is not JSON or is too large."""
+        try:
+            async with self.session.get(
+                url, headers=headers, timeout=aiohttp.ClientTimeout(total=timeout)
+            ) as response:
+                response.raise_for_status()
+                raw = await response.content.read(limit + 1)
+        except aiohttp.ClientError as error:
+            raise OSError(redact(str(error))) from None
+        if len(raw) > limit:
+            raise ValueError(f"an answer of more than {limit} bytes")
+        return orjson.loads(raw)  # orjson.JSONDecodeError is a ValueError
 
     async def post_json(
         self, url: str, body: object, *, headers: Mapping[str, str], timeout: float, limit: int

@@ -8,6 +8,7 @@ from typing import Any
 from crossroads.plugins import NONE, Plugins
 from crossroads.plugins.compression import compress
 from crossroads.plugins.files import ParsedFile
+from crossroads.plugins.search import Result
 from crossroads.providers.reasoning import ReasoningSpec
 from crossroads.routing.context import RequestContext
 from crossroads.routing.plan import Plan
@@ -29,6 +30,11 @@ class Job:
     reasoning: ReasoningSpec | None
     plugins: Plugins = NONE
     files: tuple[ParsedFile, ...] = ()  # PDFs the file-parser read: annotations of the answer
+    citations: tuple[Result, ...] = ()  # the web plugin's results: annotations too
+
+    def annotations(self) -> list[dict[str, Any]]:
+        """What the answer's message carries besides the provider's own annotations."""
+        return [*(f.annotation() for f in self.files), *(r.annotation() for r in self.citations)]
 
     def body_for(self, endpoint: Endpoint, notes: list[str]) -> dict[str, Any]:
         """The body to send `endpoint`: the request's, or, when its prompt is too long for

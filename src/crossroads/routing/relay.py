@@ -16,7 +16,6 @@ from typing import Any
 
 from crossroads.accounting.billing import Billed, usage_object
 from crossroads.errors import GatewayError, StreamFailure
-from crossroads.plugins.files import ParsedFile
 from crossroads.plugins.healing import heal
 from crossroads.providers.base import Completion, UpstreamError
 from crossroads.providers.reasoning import strip_reasoning
@@ -79,8 +78,8 @@ class AnswerLeg(Leg):
         if run.job.hides_reasoning:
             for c in completion.choices:
                 strip_reasoning(c.get("message") or {})
-        if run.job.files:  # what file-parser read, for the client to send back next turn
-            annotate(completion.choices, [f.annotation() for f in run.job.files])
+        if annotations := run.job.annotations():  # files read (sent back next turn), citations
+            annotate(completion.choices, annotations)
         notes = [billed.note, *self.notes]
         if (healing := run.job.plugins.healing) is not None:
             notes += heal_choices(completion.choices, healing)
@@ -146,8 +145,8 @@ class StreamLeg(Leg):
             if not self.started and not _has_output(chunk):
                 held.append(chunk)  # a bare preamble: fallback is still possible
                 continue
-            if not self.started and self.run.job.files:  # with the first output: the files read
-                chunk = _with_file_annotations(chunk, self.run.job.files)
+            if not self.started and (annotations := self.run.job.annotations()):
+                chunk = _with_annotations(chunk, annotations)  # with the first output
             self.started = True
             for earlier in held:
                 yield earlier
@@ -252,11 +251,11 @@ class StreamLeg(Leg):
         self._record(billed, cancelled=True)
 
 
-def _with_file_annotations(chunk: dict[str, Any], files: tuple[ParsedFile, ...]) -> dict[str, Any]:
-    """`chunk` with the file-parser's annotations in its first choice's delta."""
+def _with_annotations(chunk: dict[str, Any], annotations: list[dict[str, Any]]) -> dict[str, Any]:
+    """`chunk` with the plugins' annotations in its first choice's delta."""
     choices = [dict(c) for c in chunk["choices"]]
     delta = dict(choices[0].get("delta") or {})
-    delta["annotations"] = [*(delta.get("annotations") or []), *(f.annotation() for f in files)]
+    delta["annotations"] = [*(delta.get("annotations") or []), *annotations]
     choices[0]["delta"] = delta
     return dict(chunk, choices=choices)
 

@@ -27,9 +27,10 @@ from crossroads.errors import GatewayError, StreamFailure
 from crossroads.limits.demand import demand_for
 from crossroads.limits.guardrails import guard_body, guardrail_error
 from crossroads.limits.policy import Limits
-from crossroads.plugins import Plugins, plugins_of
+from crossroads.plugins import ONLINE, Plugins, plugins_of
 from crossroads.plugins.files import TEXT_ENGINES, ParsedFile, has_files, parse_files
 from crossroads.plugins.moderation import Moderator, user_texts
+from crossroads.plugins.search import Result, WebSearch, query_of, with_results
 from crossroads.providers.base import UpstreamError
 from crossroads.providers.reasoning import resolve_reasoning
 from crossroads.routing.attempt import Upstream
@@ -68,10 +69,12 @@ class InferenceService:
         sinks: Sinks,
         rng: random.Random,
         moderator: Moderator | None = None,
+        searcher: WebSearch | None = None,
     ) -> None:
         self.catalog, self.upstream, self.stats, self.circuits = catalog, upstream, stats, circuits
         self.limits, self.sinks, self.rng = limits, sinks, rng
         self.moderator = moderator  # the moderation plugin's service, when configured
+        self.searcher = searcher  # the web plugin's engine, when configured
 
     async def prepare(
         self,
@@ -88,13 +91,25 @@ class InferenceService:
         if rails is not None:  # the key's guardrails force their policy onto the request
             body = guard_body(rails, body, resolve=self.catalog.canonical_id)
             request = parse(body)
-        plugins = plugins_of(request)  # one that is not implemented: 400 before any work
+        body, online = _offline(body)  # `model:online`: the model, with the web plugin
+        if online:
+            request = parse(body)
+        plugins = plugins_of(request, online=online)  # one not implemented: 400 before work
         if plugins.moderation:  # before anything is spent on it
             if self.moderator is None:
                 raise GatewayError(
                     400, "Plugin 'moderation' is not configured on this server (config: moderation)"
                 )
             ctx.moderation_ms = await self.moderator.check(user_texts(body))
+        citations: list[Result] = []
+        if plugins.web is not None:
+            if self.searcher is None:
+                raise GatewayError(
+                    400, "Plugin 'web' is not configured on this server (config: web_search)"
+                )
+            citations = await self.searcher.search(query_of(body), plugins.web.max_results)
+            body = with_results(body, citations, plugins.web.search_prompt)
+            request = parse(body)
         files: list[ParsedFile] = []
         if plugins.parses_files and has_files(body) and self._parses_files(request, plugins):
             body, files = parse_files(body)  # PDFs as text, for a model that reads no files
@@ -124,7 +139,7 @@ class InferenceService:
         )
         ctx.ticket = await self.limits.admit(key, demand)
         ctx.route = [e.id for e in plan.endpoints]  # the plan, for tracing
-        return Job(request, body, plan, ctx, reasoning, plugins, tuple(files))
+        return Job(request, body, plan, ctx, reasoning, plugins, tuple(files), tuple(citations))
 
     def _parses_files(self, request: ChatRequest, plugins: Plugins) -> bool:
         """Whether the request's files are parsed: asked for by a text engine, or by default
@@ -155,6 +170,22 @@ class InferenceService:
     def stream(self, job: Job) -> ChatStream:
         run = Run(self.sinks, job, streamed=True)
         return ChatStream(attempt_loop(self.upstream, run, StreamLeg), run.abandon)
+
+
+def _offline(body: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+    """`body` with `:online` taken off its model ids, and whether any had it."""
+    model, models = body.get("model"), body.get("models")
+    named = [model, *(models if isinstance(models, list) else [])]
+    if not any(isinstance(m, str) and m.endswith(ONLINE) for m in named):
+        return body, False
+
+    def plain(name: Any) -> Any:
+        return name[: -len(ONLINE)] if isinstance(name, str) and name.endswith(ONLINE) else name
+
+    body = {**body, "model": plain(model)}
+    if isinstance(models, list):
+        body["models"] = [plain(m) for m in models]
+    return body, True
 
 
 async def attempt_loop(

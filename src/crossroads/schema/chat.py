@@ -158,6 +158,8 @@ class Plugin(Struct, kw_only=True):
     id: Annotated[str, Meta(min_length=1, max_length=64)]
     enabled: bool = True
     pdf: PdfOptions | None = None  # file-parser
+    max_results: Annotated[int, Meta(ge=1, le=20)] | None = None  # web
+    search_prompt: Annotated[str, Meta(max_length=4000)] | None = None  # web
 
 
 class Percentiles(Struct):

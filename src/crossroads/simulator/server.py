@@ -249,6 +249,41 @@ class Simulator:
         model = body.get("model") or "omni-moderation-latest"
         return web.json_response({"id": "modr-sim", "model": model, "results": results})
 
+    async def search(self, request: web.Request) -> web.Response:
+        """Web search engines' APIs, with made-up deterministic results for the query:
+        SearXNG (`GET /search?q=&format=json`), Tavily (`POST /search`, `{query,
+        max_results}`) and Brave (`GET /res/v1/web/search?q=&count=`)."""
+        b = self.behaviour
+        self.counters.requests += 1
+        body = orjson.loads(await request.read()) if request.method == "POST" else {}
+        query = str(body.get("query") or request.query.get("q") or "")
+        self.received.append(
+            {
+                "body": body,
+                "query": dict(request.query),
+                "headers": dict(request.headers),
+                "path": request.path,
+            }
+        )
+        if b.fail_rate and self.rng.random() < b.fail_rate:
+            return web.json_response({"error": "simulated failure"}, status=b.status)
+        count = int(body.get("max_results") or request.query.get("count") or 10)
+        slug = "-".join(query.lower().split())[:40] or "empty"
+        rows = [
+            {
+                "url": f"https://example.com/{slug}/{n}",
+                "title": f"Result {n} for {query}",
+                "content": f"About {query}: fact number {n}.",
+            }
+            for n in range(1, count + 1)
+        ]
+        if request.path.startswith("/res/"):  # Brave's shape
+            rows = [
+                {"url": r["url"], "title": r["title"], "description": r["content"]} for r in rows
+            ]
+            return web.json_response({"web": {"results": rows}})
+        return web.json_response({"query": query, "results": rows})
+
     async def control(self, request: web.Request) -> web.Response:
         if request.method == "POST":
             changes = await request.json()
@@ -276,6 +311,9 @@ def create_simulator_app(behaviour: Behaviour, seed: int | None = None) -> web.A
     app.router.add_post("/v1/chat/completions", sim.handler(openai))
     app.router.add_post("/v1/messages", sim.handler(anthropic))
     app.router.add_post("/v1/moderations", sim.moderations)
+    app.router.add_get("/search", sim.search)
+    app.router.add_post("/search", sim.search)
+    app.router.add_get("/res/v1/web/search", sim.search)
     app.router.add_post(
         "/v1beta/models/{model}:generateContent", sim.handler(gemini, streaming=False)
     )
