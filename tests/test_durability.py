@@ -85,9 +85,14 @@ DOWN = "unreachable"
 def health(srv: Server, *, database: str = "ok") -> dict[str, Any]:
     """The recorder's counters, from /health; `database` is what it must say of it (the
     replica stays ready, 200, while its database is unreachable: "degraded")."""
-    r = httpx.get(srv.url("/health"), timeout=10)  # no key
-    assert r.status_code == 200
-    body = r.json()
+    deadline = time.monotonic() + 5  # the check is made once a second at most
+    while True:
+        r = httpx.get(srv.url("/health"), timeout=10)  # no key
+        assert r.status_code == 200
+        body = r.json()
+        if body["checks"]["database"] == database or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
     assert body["checks"]["database"] == database
     assert body["status"] == ("ok" if database == "ok" else "degraded")
     return body["recorder"]

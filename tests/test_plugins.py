@@ -530,7 +530,8 @@ def test_moderation_passes_clean_input_and_records_its_latency(srv: Server, sim:
 
 
 def test_flagged_input_is_a_403_and_reaches_no_model(srv: Server, sim: Simulator) -> None:
-    before = [r["path"] for r in sim.state()["received"]]
+    sim.reset()  # what it received is cleared: only this test's requests follow
+    before: list[str] = []
     with pytest.raises(openai.PermissionDeniedError) as refused:
         moderated(srv, "something forbidden here")
     error = refused.value.body
@@ -610,7 +611,7 @@ def test_results_go_before_the_last_user_message() -> None:
     assert query_of(body) == "rust 2026 news"
     results = [Result("https://a.example", "A", "about a")]
     out = with_results(body, results, None)["messages"]
-    assert [m["role"] for m in out] == ["user", "assistant", "system", "user"]
+    assert [m["role"] for m in out] == ["user", "assistant", "user", "user"]  # never system
     assert out[2]["content"].startswith(DEFAULT_PROMPT.split("{date}")[0])
     assert "[1] A (https://a.example)\nabout a" in out[2]["content"]
     custom = with_results(body, results, "Results of {date}:")["messages"][2]["content"]
@@ -629,7 +630,7 @@ def test_the_web_plugin_searches_and_cites(srv: Server, sim: Simulator) -> None:
     (search,) = [r for r in received[-2:] if r["path"] == "/search"]
     assert search["query"] == {"q": "crossroads gateway", "format": "json"}
     sent = sim.last_body()["messages"]
-    assert [m["role"] for m in sent] == ["system", "user"]
+    assert [m["role"] for m in sent] == ["user", "user"]
     assert "[3] Result 3 for crossroads gateway" in sent[0]["content"]
     assert "[4]" not in sent[0]["content"]
     notes = [a.model_dump() for a in answer.choices[0].message.annotations or []]
@@ -653,6 +654,49 @@ def test_online_is_the_web_plugin_with_its_defaults(srv: Server, sim: Simulator)
     finally:
         sim.reset()
     assert failed.value.status_code == 502 and "web search could not be made" in str(failed.value)
+
+
+def test_a_large_engine_answer_is_read_whole_and_bounded(srv: Server, sim: Simulator) -> None:
+    sim.configure(search_padding=30_000)  # ten results: an answer of about 300 KB, in chunks
+    try:
+        answer = searched(srv, model="acme/json:online")
+    finally:
+        sim.reset()
+    notes = [a.model_dump() for a in answer.choices[0].message.annotations or []]
+    assert len(notes) == 5
+    assert all(len(n["url_citation"]["content"]) == 2000 for n in notes)  # each bounded
+
+
+def test_healing_never_raises_whatever_the_reply_or_schema() -> None:
+    unresolvable = parse_chat_request(
+        {
+            "messages": [{"role": "user", "content": "x"}],
+            "response_format": {
+                "type": "json_schema",
+                "json_schema": {"name": "t", "schema": {"$ref": "#/nowhere"}},
+            },
+        }
+    ).response_format
+    assert unresolvable is not None
+    for text, fmt in (
+        ('{"a": 1,}', unresolvable),
+        ('{"big": 123456789012345678901234567890,', OBJECT),  # past 64 bits once repaired
+        ("[" * 100_000, OBJECT),
+    ):
+        healed = heal(text, fmt)
+        assert healed.text == text and (healed.note or "").startswith("response-healing"), text
+
+
+def test_malformed_annotations_and_pdfs_are_never_a_500() -> None:
+    data = pdf("fine")
+    for notes in (5, [{"type": "file", "file": {"hash": "h", "content": 5}}], ["x"]):
+        body = with_file(file_part(data))
+        body["messages"].insert(0, {"role": "assistant", "content": "a", "annotations": notes})
+        assert parse_files(body)[1][0].text == "fine"
+    damaged = data.replace(b"/FlateDecode", b"/Flate+ecode")  # pypdf: NotImplementedError
+    with pytest.raises(GatewayError) as refused:
+        parse_files(with_file(file_part(damaged, "damaged.pdf")))
+    assert refused.value.status == 400 and "'damaged.pdf'" in refused.value.message
 
 
 @pytest.mark.parametrize("engine", ["brave", "tavily"])

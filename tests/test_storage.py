@@ -698,3 +698,17 @@ async def test_a_current_database_is_migrated_without_alembic(database_url: str)
     )
     done = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
+
+
+async def test_a_database_migrated_by_a_newer_version_still_starts(tmp_path: Path) -> None:
+    """During a rolling update an older replica may restart after a newer one migrated:
+    it starts on the newer schema (a warning), it does not crash-loop."""
+    engine = make_engine(f"sqlite:///{tmp_path / 'ahead.db'}")
+    await migrate(engine)
+    async with engine.begin() as conn:
+        await conn.execute(sa.text("UPDATE alembic_version SET version_num = '9999'"))
+    await migrate(engine)  # no "Can't locate revision"
+    async with engine.connect() as conn:
+        revision = (await conn.execute(sa.text("SELECT version_num FROM alembic_version"))).scalar()
+    assert revision == "9999"
+    await engine.dispose()

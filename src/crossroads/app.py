@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -14,16 +13,13 @@ from starlette.responses import Response
 
 from crossroads.api import api_routes, inference_handlers
 from crossroads.api.fastpath import InferencePaths
+from crossroads.api.health import DatabaseCheck
 from crossroads.api.http import render_error
 from crossroads.api.observe import Observe
 from crossroads.errors import GatewayError
 from crossroads.gateway import Gateway
 from crossroads.settings import Settings
 from crossroads.web import Pages, web_routes
-
-# The collector's thresholds: a request allocates a few hundred objects, and the default
-# (700) ran a young collection every couple of requests; cycles are rare in the request path.
-GC_THRESHOLDS = (50_000, 20, 10)
 
 # Every error a client sees is rendered by `render_error`: a route raises `GatewayError`,
 # Starlette raises `HTTPException` (404 for an unknown path, 405 for a wrong method),
@@ -48,10 +44,6 @@ def create_app(settings: Settings, gateway: Gateway | None = None) -> Starlette:
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await gateway.start()
-        # What start-up built (the catalog, the keys, the templates) lives as long as the
-        # process: out of the collector's sight, so that its full collections stay short
-        gc.freeze()
-        gc.set_threshold(*GC_THRESHOLDS)
         app.state.on_started(gateway)
         try:
             yield
@@ -72,5 +64,6 @@ def create_app(settings: Settings, gateway: Gateway | None = None) -> Starlette:
     )
     app.state.gateway = gateway
     app.state.pages = Pages()  # the website's templates
+    app.state.database_check = DatabaseCheck()  # /health's, shared by its callers
     app.state.on_started = lambda gw: None
     return app

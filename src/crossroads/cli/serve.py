@@ -10,7 +10,7 @@ from sqlalchemy.engine import make_url
 
 from crossroads.catalog import read_config
 from crossroads.cli.keys import write_key_file
-from crossroads.cli.workers import check_workers, hand_over, prepare
+from crossroads.cli.workers import check_workers, hand_over, prepare, tune_collector
 from crossroads.errors import ConfigError
 from crossroads.settings import Settings
 
@@ -146,7 +146,12 @@ def serve(
         _run(settings, "crossroads.cli.workers:worker_app", workers=workers)
         return
     app = create_app(settings, gateway)
-    app.state.on_started = lambda gw: _announce(settings, gw)
+
+    def started(gw: Gateway) -> None:
+        _announce(settings, gw)
+        tune_collector()
+
+    app.state.on_started = started
     _run(settings, app, workers=1)
 
 

@@ -27,7 +27,7 @@ from typing import Literal
 
 from crossroads.errors import GatewayError
 from crossroads.plugins.compression import SMALL_CONTEXT
-from crossroads.plugins.files import ENGINES
+from crossroads.plugins.files import PDF_ENGINES
 from crossroads.schema.chat import ChatRequest, ResponseFormat
 
 HEALING = "response-healing"
@@ -101,11 +101,11 @@ def plugins_of(request: ChatRequest, *, online: bool = False) -> Plugins:
         if plugin.id == WEB:
             web = WebAsk(plugin.max_results or 5, plugin.search_prompt)
         if plugin.id == FILE_PARSER and plugin.pdf is not None and plugin.pdf.engine:
-            if plugin.pdf.engine not in ENGINES:
+            if plugin.pdf.engine not in PDF_ENGINES:
                 raise GatewayError(
                     400,
                     f"PDF engine '{plugin.pdf.engine}' is not available on this server "
-                    f"(available: {', '.join(ENGINES)})",
+                    f"(available: {', '.join(PDF_ENGINES)})",
                 )
             engine = plugin.pdf.engine
     compression: Literal["auto", "on", "off"] = (

@@ -10,11 +10,13 @@ annotation (`{type: "file", file: {hash, name, content: [{type: "text", text}]}}
 that sends those annotations back on an assistant message of a later turn has the same file
 (by the SHA-256 of its bytes) taken from them, without parsing it again.
 
-Limits, each a clear 400: `MAX_PDF_BYTES` per file, `MAX_PAGES` per file, `MAX_FILES` per
-request; a file that is not a PDF, is encrypted, or cannot be read is a 400 naming it. A
-file given by URL instead of data is a 400 too: this server does not fetch from addresses
-a request names. The engines `pdf-text` and `cloudflare-ai` (OpenRouter's text and
-markdown conversions) both mean this text extraction; `mistral-ocr` is not available.
+Limits, each a clear 400: `MAX_PDF_BYTES` per file (below the request body's own limit,
+`max_body_bytes`, past which the request is a 413 before it is read), `MAX_PAGES` per file,
+`MAX_PAGES_IN_ALL` and `MAX_FILES` per request; a file that is not a PDF, is encrypted,
+or cannot be read is a 400 naming it. A file given by URL instead of data is a 400 too:
+this server does not fetch from addresses a request names. The engines `pdf-text` and
+`cloudflare-ai` (OpenRouter's text and markdown conversions) both mean this text
+extraction; `mistral-ocr` is not available.
 """
 
 from __future__ import annotations
@@ -31,8 +33,9 @@ from crossroads.errors import GatewayError
 MAX_PDF_BYTES = 20 * 1024 * 1024
 MAX_PAGES = 300
 MAX_FILES = 20
+MAX_PAGES_IN_ALL = 600  # over every file of one request
 TEXT_ENGINES = ("pdf-text", "cloudflare-ai")
-ENGINES = (*TEXT_ENGINES, "native")
+PDF_ENGINES = (*TEXT_ENGINES, "native")
 _PDF_PREFIX = "data:application/pdf;base64,"
 
 
@@ -47,10 +50,11 @@ class ParsedFile:
         return {"type": "file", "file": {"hash": self.hash, "name": self.name, "content": content}}
 
 
-def pdf_text(data: bytes, name: str) -> str:
-    """The text of a PDF, page after page; a 400 for one that cannot be read."""
+def pdf_text(data: bytes, name: str, budget: list[int] | None = None) -> str:
+    """The text of a PDF, page after page; a 400 for one that cannot be read. `budget`
+    collects the pages parsed so far in the request (for `MAX_PAGES_IN_ALL`)."""
+    budget = [] if budget is None else budget
     from pypdf import PdfReader  # loaded the first time a PDF is parsed
-    from pypdf.errors import PdfReadError
 
     if not data.startswith(b"%PDF-"):
         raise GatewayError(400, f"File '{name}' is not a PDF")
@@ -59,6 +63,11 @@ def pdf_text(data: bytes, name: str) -> str:
         if reader.is_encrypted:
             raise GatewayError(400, f"File '{name}' is an encrypted PDF: it cannot be read")
         pages = reader.pages
+        budget.append(len(pages))
+        if sum(budget) > MAX_PAGES_IN_ALL:
+            raise GatewayError(
+                400, f"At most {MAX_PAGES_IN_ALL} PDF pages in all can be parsed in one request"
+            )
         if len(pages) > MAX_PAGES:
             raise GatewayError(
                 400, f"File '{name}' has {len(pages)} pages; at most {MAX_PAGES} can be parsed"
@@ -66,19 +75,23 @@ def pdf_text(data: bytes, name: str) -> str:
         return "\n\n".join((page.extract_text() or "").strip() for page in pages).strip()
     except GatewayError:
         raise
-    except (PdfReadError, ValueError, KeyError, TypeError, OSError, RecursionError) as error:
-        raise GatewayError(400, f"File '{name}' is not a readable PDF: {error}") from None
+    except Exception as error:  # noqa: BLE001 - a PDF is untrusted input: any failure is its own
+        raise GatewayError(400, f"File '{name}' is not a readable PDF: {error}"[:300]) from None
 
 
 def _known(messages: list[dict[str, Any]]) -> dict[str, ParsedFile]:
     """The files that earlier answers parsed, as their annotations came back."""
     known: dict[str, ParsedFile] = {}
     for message in messages:
-        for note in message.get("annotations") or []:
+        notes = message.get("annotations")
+        for note in notes if isinstance(notes, list) else ():
             file = note.get("file") if isinstance(note, dict) else None
             if not isinstance(file, dict) or note.get("type") != "file":
                 continue
-            parts = [c.get("text") for c in file.get("content") or [] if isinstance(c, dict)]
+            content = file.get("content")
+            if not isinstance(content, list):
+                continue
+            parts = [c.get("text") for c in content if isinstance(c, dict)]
             texts = [t for t in parts if isinstance(t, str)]
             if isinstance(file.get("hash"), str) and len(texts) == len(parts):
                 name = str(file.get("name") or "file.pdf")
@@ -110,17 +123,20 @@ def parse_files(body: dict[str, Any]) -> tuple[dict[str, Any], list[ParsedFile]]
     messages = body.get("messages") or []
     known = _known(messages)
     parsed: dict[str, ParsedFile] = {}
+    pages: list[int] = []
     out = []
     for message in messages:
         content = message.get("content")
         message = {k: v for k, v in message.items() if k != "annotations"}
         if isinstance(content, list):
-            message["content"] = [_part(p, known, parsed) for p in content]
+            message["content"] = [_part(p, known, parsed, pages) for p in content]
         out.append(message)
     return {**body, "messages": out}, list(parsed.values())
 
 
-def _part(part: Any, known: dict[str, ParsedFile], parsed: dict[str, ParsedFile]) -> dict[str, Any]:
+def _part(
+    part: Any, known: dict[str, ParsedFile], parsed: dict[str, ParsedFile], pages: list[int]
+) -> dict[str, Any]:
     if not isinstance(part, dict) or part.get("type") != "file":
         return part  # type: ignore[no-any-return]
     file = part.get("file") or {}
@@ -131,7 +147,7 @@ def _part(part: Any, known: dict[str, ParsedFile], parsed: dict[str, ParsedFile]
     if found is None:
         if len(parsed) >= MAX_FILES:
             raise GatewayError(400, f"At most {MAX_FILES} files can be parsed in one request")
-        found = ParsedFile(digest, name, pdf_text(data, name))
+        found = ParsedFile(digest, name, pdf_text(data, name, pages))
     parsed[digest] = found
     return {"type": "text", "text": f"{found.name}:\n\n{found.text}"}
 

@@ -45,6 +45,16 @@ def _problem(value: Any, fmt: ResponseFormat) -> str | None:
 
 
 def heal(text: str, fmt: ResponseFormat) -> Healed:
+    """The reply healed, or as it came with a note; never raises: the provider has answered
+    and been paid by then (a schema that cannot be resolved, a number JSON cannot encode, a
+    reply nested too deep are each a note)."""
+    try:
+        return _heal(text, fmt)
+    except Exception as error:  # noqa: BLE001 - whatever the reply or schema, the answer stands
+        return Healed(text, f"response-healing: not attempted ({type(error).__name__})")
+
+
+def _heal(text: str, fmt: ResponseFormat) -> Healed:
     if len(text) > MAX_HEALED_CHARS:
         return Healed(text, f"response-healing: the reply is over {MAX_HEALED_CHARS} characters")
     try:

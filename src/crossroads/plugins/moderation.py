@@ -20,6 +20,7 @@ with a 502: a request that asked to be moderated is never served unmoderated. Wi
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ from crossroads.providers.http import UpstreamClient
 from crossroads.providers.openai.adapter import request_headers
 from crossroads.schema.catalog import Provider
 
+log = logging.getLogger("crossroads.plugins.moderation")
 MAX_TEXTS = 32  # the latest user texts checked
 MAX_TEXT_CHARS = 32_000  # of each
 MAX_ANSWER_BYTES = 1 << 20
@@ -124,8 +126,9 @@ class Moderator:
                 raise ValueError(f"status {status}")
             verdicts = flagged_categories(answer, len(texts))
         except (OSError, TimeoutError, ValueError) as error:
+            log.warning("moderation check at %s failed: %s", self.provider.slug, error)
             raise GatewayError(
-                502, f"The moderation check could not be made ({self.provider.name}: {error})"
+                502, f"The moderation check could not be made ({self.provider.name} failed)"
             ) from None
         elapsed = round((time.perf_counter() - started) * 1000, 3)
         for text, reasons in zip(texts, verdicts, strict=True):

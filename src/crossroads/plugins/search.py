@@ -10,8 +10,9 @@ The operator chooses the engine in the config file:
       timeout_seconds: 10          # optional
 
 A request asking for it is searched with its last user message; the results (at most the
-plugin's `max_results`, 5 by default) are put before that message as a system message that
-starts with the plugin's `search_prompt` (OpenRouter's by default), and come back in the
+plugin's `max_results`, 5 by default) are put before that message, as a user turn of their
+own (never as a system message: web pages get no system prompt's authority) that starts
+with the plugin's `search_prompt` (OpenRouter's by default), and come back in the
 answer as `url_citation` annotations (url, title, content). An engine's answer is untrusted:
 each result is checked and bounded. A search that cannot be made is a 502: a request that
 asked for results is never answered without them. Without a `web_search` section the plugin
@@ -21,6 +22,7 @@ the operator's own key) and the generation records no search fields yet.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -31,7 +33,8 @@ from urllib.parse import urlencode, urlsplit
 from crossroads.errors import ConfigError, GatewayError
 from crossroads.providers.http import UpstreamClient
 
-ENGINES = ("searxng", "brave", "tavily")
+log = logging.getLogger("crossroads.plugins.search")
+SEARCH_ENGINES = ("searxng", "brave", "tavily")
 _API = {"brave": "https://api.search.brave.com", "tavily": "https://api.tavily.com"}
 MAX_RESULTS = 20
 MAX_QUERY_CHARS = 400
@@ -74,8 +77,8 @@ def search_config(
     if not isinstance(section, Mapping) or set(section) - known:
         raise ConfigError(f"config: 'web_search' takes {', '.join(sorted(known))}")
     engine = section.get("engine")
-    if engine not in ENGINES:
-        raise ConfigError(f"config: 'web_search.engine' is one of {', '.join(ENGINES)}")
+    if engine not in SEARCH_ENGINES:
+        raise ConfigError(f"config: 'web_search.engine' is one of {', '.join(SEARCH_ENGINES)}")
     url = section.get("url") or _API.get(str(engine))
     if not isinstance(url, str) or urlsplit(url).scheme not in ("http", "https"):
         raise ConfigError("config: 'web_search.url' must be an http(s) address")
@@ -100,7 +103,11 @@ def parse_results(engine: str, answer: object, limit: int) -> list[Result]:
     a result without an http(s) address is skipped)."""
     if not isinstance(answer, dict):
         raise ValueError("not a JSON object")
-    rows = (answer.get("web") or {}).get("results") if engine == "brave" else answer.get("results")
+    if engine == "brave":
+        web = answer.get("web")
+        rows = web.get("results") if isinstance(web, dict) else None
+    else:
+        rows = answer.get("results")
     if not isinstance(rows, list):
         raise ValueError("no results list")
     found = []
@@ -138,7 +145,8 @@ def with_results(body: dict[str, Any], results: list[Result], prompt: str | None
     listed = "\n\n".join(
         f"[{n}] {r.title} ({r.url})\n{r.content}" for n, r in enumerate(results, 1)
     )
-    note = {"role": "system", "content": f"{head}\n\n{listed}" if results else head}
+    # a user turn, not a system message: pages from the web get no system prompt's authority
+    note = {"role": "user", "content": f"{head}\n\n{listed}" if results else head}
     messages = list(body.get("messages") or [])
     last_user = max((i for i, m in enumerate(messages) if m.get("role") == "user"), default=0)
     return {**body, "messages": [*messages[:last_user], note, *messages[last_user:]]}
@@ -175,6 +183,7 @@ class WebSearch:
                     raise ValueError(f"status {status}")
             return parse_results(config.engine, answer, limit)
         except (OSError, TimeoutError, ValueError) as error:
+            log.warning("web search (%s) failed: %s", config.engine, error)
             raise GatewayError(
-                502, f"The web search could not be made ({config.engine}: {error})"
+                502, f"The web search could not be made (the {config.engine} engine failed)"
             ) from None

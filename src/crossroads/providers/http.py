@@ -99,6 +99,17 @@ def _broken(exc: aiohttp.ClientError) -> str:
     return "Provider connection failed"
 
 
+async def _read_at_most(response: aiohttp.ClientResponse, limit: int) -> bytes | None:
+    """The whole body, or None once it passes `limit` bytes (the rest is not read)."""
+    chunks, size = [], 0
+    async for chunk in response.content.iter_chunked(64 * 1024):
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 class UpstreamClient:
     """Pooled HTTP to providers. `start()` inside the running loop, `close()` at shutdown."""
 
@@ -222,10 +233,10 @@ class UpstreamClient:
                 url, headers=headers, timeout=aiohttp.ClientTimeout(total=timeout)
             ) as response:
                 response.raise_for_status()
-                raw = await response.content.read(limit + 1)
+                raw = await _read_at_most(response, limit)
         except aiohttp.ClientError as error:
             raise OSError(redact(str(error))) from None
-        if len(raw) > limit:
+        if raw is None:
             raise ValueError(f"an answer of more than {limit} bytes")
         return orjson.loads(raw)  # orjson.JSONDecodeError is a ValueError
 
@@ -242,11 +253,11 @@ class UpstreamClient:
                 headers=headers,
                 timeout=aiohttp.ClientTimeout(total=timeout),
             ) as response:
-                raw = await response.content.read(limit + 1)
+                raw = await _read_at_most(response, limit)
                 status = response.status
         except aiohttp.ClientError as error:
             raise OSError(redact(str(error))) from None
-        if len(raw) > limit:
+        if raw is None:
             return status, None
         try:
             return status, orjson.loads(raw)

@@ -112,7 +112,8 @@ class InferenceService:
             request = parse(body)
         files: list[ParsedFile] = []
         if plugins.parses_files and has_files(body) and self._parses_files(request, plugins):
-            body, files = parse_files(body)  # PDFs as text, for a model that reads no files
+            # PDFs as text, for a model that reads no files: in a thread (parsing is CPU work)
+            body, files = await asyncio.to_thread(parse_files, body)
             request = parse(body)
         reasoning = resolve_reasoning(body)
         reasons = reasoning is not None and reasoning.enabled

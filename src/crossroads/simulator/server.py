@@ -42,6 +42,7 @@ class Behaviour:
     max_reply_tokens: int = 16
     reply: str | None = None  # the answer's text, verbatim, in place of the usual one
     flag_words: list[str] = field(default_factory=lambda: ["forbidden"])  # for /moderations
+    search_padding: int = 0  # characters added to each search result's content
     retry_after: str | None = None  # Retry-After of failures (429s send "1" when unset)
     echo_credentials: bool = False  # failures repeat the credentials the request carried
     headers_delay_ms: float = 0.0  # before the status line and headers
@@ -273,7 +274,7 @@ class Simulator:
             {
                 "url": f"https://example.com/{slug}/{n}",
                 "title": f"Result {n} for {query}",
-                "content": f"About {query}: fact number {n}.",
+                "content": f"About {query}: fact number {n}." + "." * b.search_padding,
             }
             for n in range(1, count + 1)
         ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import orjson
@@ -10,11 +11,13 @@ from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
 
+log = logging.getLogger("crossroads.storage")
 _MIGRATIONS = Path(__file__).parent / "migrations"
 # The newest migration's revision (tests/test_storage.py checks it is Alembic's head): a
 # database already there is recognised with one query, without loading Alembic (about
 # 11 MB a process would keep for nothing).
 HEAD_REVISION = "0004"
+_KNOWN = {p.name[:4] for p in (_MIGRATIONS / "versions").glob("[0-9][0-9][0-9][0-9]_*.py")}
 
 
 def async_url(url: str) -> str:
@@ -71,8 +74,18 @@ async def migrate(engine: AsyncEngine) -> None:
     async with engine.begin() as connection:
         if connection.dialect.name == "postgresql":
             await connection.execute(sa.text(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})"))
-        if await _revision(connection) != HEAD_REVISION:
-            await connection.run_sync(_upgrade)
+        found = await _revision(connection)
+        if found == HEAD_REVISION:
+            return
+        if found is not None and found not in _KNOWN:  # a newer version migrated it already
+            log.warning(
+                "the database is at schema revision %s, newer than this version's %s: "
+                "starting without migrating (a rolling update, or a downgrade)",
+                found,
+                HEAD_REVISION,
+            )
+            return
+        await connection.run_sync(_upgrade)
 
 
 async def _revision(connection: AsyncConnection) -> str | None:
