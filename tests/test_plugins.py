@@ -98,6 +98,16 @@ def chat(**body: Any) -> Any:
     return parse_chat_request({"messages": [{"role": "user", "content": "x"}], **body})
 
 
+def test_server_tools_are_refused_by_name_not_passed_on() -> None:
+    function = {"type": "function", "function": {"name": "f", "parameters": {}}}
+    assert plugins_of(chat(tools=[function])).healing is None
+    for kind in ("openrouter:web_search", "openrouter:datetime", "openrouter:web_fetch"):
+        with pytest.raises(GatewayError) as refused:
+            plugins_of(chat(tools=[function, {"type": kind}]))
+        assert refused.value.status == 400
+        assert f"Server tool '{kind}' is not available" in refused.value.message
+
+
 def test_which_plugins_a_request_asks_for() -> None:
     json_body = {"response_format": {"type": "json_object"}}
     healing = [{"id": HEALING}]
@@ -283,6 +293,10 @@ def test_a_plugin_that_is_not_implemented_is_a_400_naming_it(srv: Server, sim: S
     assert sim.state()["counters"]["requests"] == before  # refused before any provider
     off = ask(srv, extra_body={"plugins": [{"id": "web-fetch", "enabled": False}]})
     assert off.choices[0].message.content
+    before = sim.state()["counters"]["requests"]
+    with pytest.raises(openai.BadRequestError, match="Server tool 'openrouter:datetime'"):
+        ask(srv, tools=[{"type": "openrouter:datetime"}])  # type: ignore[list-item]
+    assert sim.state()["counters"]["requests"] == before  # never passed on
 
 
 def test_a_long_conversation_is_compressed_to_a_4k_endpoint(srv: Server, sim: Simulator) -> None:

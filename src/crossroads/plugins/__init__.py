@@ -37,6 +37,7 @@ MODERATION = "moderation"
 WEB = "web"
 AVAILABLE = (COMPRESSION, FILE_PARSER, MODERATION, HEALING, WEB)
 ONLINE = ":online"  # a model id's suffix: the web plugin on
+SERVER_TOOL_PREFIX = "openrouter:"
 TRANSFORMS = ("middle-out",)
 _JSON_FORMATS = ("json_object", "json_schema")
 
@@ -71,8 +72,17 @@ NONE = Plugins()
 
 
 def plugins_of(request: ChatRequest, *, online: bool = False) -> Plugins:
-    """The request's plugins, checked: a 400 for one enabled that is not implemented;
-    `online`: the model was named with `:online` (the web plugin, with its defaults)."""
+    """The request's plugins, checked: a 400 for one enabled that is not implemented, and
+    for an `openrouter:*` server tool (none runs here: it is not passed on to a provider
+    that would refuse it or answer without it); `online`: the model was named with
+    `:online` (the web plugin, with its defaults)."""
+    for tool in request.tools or ():
+        if tool.type.startswith(SERVER_TOOL_PREFIX):
+            raise GatewayError(
+                400,
+                f"Server tool '{tool.type}' is not available on this server; the 'web' "
+                "plugin searches the web",
+            )
     if not request.plugins and request.transforms is None and not online:
         return NONE
     wanted, unwanted = set(), set()
