@@ -306,10 +306,11 @@ def test_a_replica_killed_under_load_loses_no_record(
     # what b had answered but not yet written: only in its journal, in its data folder
     left = journal_ids(journal) - asyncio.run(stored_ids(topology.database))
     assert left, "b's journal held nothing unwritten: the kill tested nothing"
-    assert left <= answered | {r.generation_id for r in replies if r.generation_id}
+    # (a record may also be there of an answer the kill cut off: it was journaled before
+    # the answer's last byte, and is written all the same)
     topology.restart(1)  # the same data folder: its journal is written at start
     waited(
-        lambda: answered <= asyncio.run(stored_ids(topology.database)),
+        lambda: answered | left <= asyncio.run(stored_ids(topology.database)),
         timeout=20,
         what="a record for every answer",
     )
