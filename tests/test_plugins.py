@@ -312,6 +312,14 @@ def test_a_long_conversation_is_compressed_to_a_4k_endpoint(srv: Server, sim: Si
     assert (
         note == f"context-compression: {len(messages) - len(sent)} messages removed from the middle"
     )
+    # a provider that reports no prompt count is billed on the prompt it was sent
+    sim.configure(usage={"prompt_tokens": None})
+    try:
+        again = client.chat.completions.create(model="acme/small", messages=messages, max_tokens=64)
+    finally:
+        sim.reset()
+    billed = recorded(srv, again.id, srv.api_key)["tokens_prompt"]
+    assert billed == estimate_prompt_tokens({"messages": sent}) < 4096
     # turned off, the same conversation does not fit the endpoint
     with pytest.raises(openai.BadRequestError) as refused:
         client.chat.completions.create(

@@ -35,6 +35,7 @@ class Leg(ABC):
         self.since = time.perf_counter()
         self.started = False  # output reached the client: no fallback any more
         self.notes: list[str] = []  # what was done to the request for this endpoint
+        self.prompt_estimate: int | None = None  # of the prompt sent, when it was compressed
 
     def latency_ms(self) -> float:
         return elapsed_ms(self.since)
@@ -74,7 +75,13 @@ class AnswerLeg(Leg):
         finish, native = choice.get("finish_reason"), choice.get("native_finish_reason")
         reported = (completion.usage or {}).get("completion_tokens") is not None
         text = "" if reported else completion_text(choice.get("message") or {})
-        billed = run.bill(completion.usage, endpoint, text=text, finish_reason=finish)
+        billed = run.bill(
+            completion.usage,
+            endpoint,
+            text=text,
+            finish_reason=finish,
+            prompt_estimate=self.prompt_estimate,
+        )
         if run.job.hides_reasoning:
             for c in completion.choices:
                 strip_reasoning(c.get("message") or {})
@@ -193,7 +200,13 @@ class StreamLeg(Leg):
 
     def _bill(self, finish: str | None) -> Billed:
         text = "".join(self.text)
-        return self.run.bill(self.usage, self.endpoint, text=text, finish_reason=finish)
+        return self.run.bill(
+            self.usage,
+            self.endpoint,
+            text=text,
+            finish_reason=finish,
+            prompt_estimate=self.prompt_estimate,
+        )
 
     def _record(
         self, billed: Billed, *, error: GatewayError | None = None, cancelled: bool = False

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -132,14 +132,20 @@ class Run:
         *,
         text: str,
         finish_reason: str | None,
+        prompt_estimate: int | None = None,
     ) -> Billed:
         """The provider's counts (`reported`; `text` estimates a missing completion count),
-        bounded by the request and priced on `endpoint`, never above what admission held."""
+        bounded by the request and priced on `endpoint`, never above what admission held;
+        `prompt_estimate`: the prompt sent to this endpoint, when it is not the request's
+        (compressed to fit it)."""
         completion_missing = not reported or reported.get("completion_tokens") is None
+        bounds = self.bounds
+        if prompt_estimate is not None:
+            bounds = replace(bounds, prompt_estimate=prompt_estimate)
         return bill_usage(
             reported,
             endpoint=endpoint,
-            bounds=self.bounds,
+            bounds=bounds,
             completion_estimate=estimate_text_tokens(text) if completion_missing else 0,
             finish_reason=finish_reason,
         )

@@ -39,6 +39,7 @@ from crossroads.routing.job import Job
 from crossroads.routing.plan import plan_request
 from crossroads.routing.relay import AnswerLeg, Leg, StreamLeg
 from crossroads.routing.run import Run, Sinks
+from crossroads.routing.tokens import estimate_prompt_tokens
 from crossroads.schema.chat import ChatRequest
 from crossroads.telemetry.circuit import Circuits
 from crossroads.telemetry.stats import LiveStats
@@ -197,6 +198,8 @@ async def attempt_loop(
     for endpoint in run.endpoints():
         leg = kind(run, endpoint)
         body = job.body_for(endpoint, leg.notes)
+        if body is not job.body:  # compressed for this endpoint: billed on what was sent
+            leg.prompt_estimate = estimate_prompt_tokens(body)
         try:
             async with upstream.call(endpoint, body, stream=streamed, waits=waits) as call:
                 async for chunk in leg.take(call):
