@@ -764,3 +764,30 @@ def test_web_without_an_engine_is_a_400(sim: Simulator, tmp_path: Path) -> None:
                 ask_it()
     finally:
         server.stop()
+
+
+def test_the_request_s_data_policy_binds_moderation_and_search(
+    srv: Server, sim: Simulator, tmp_path: Path
+) -> None:
+    deny = {"provider": {"data_collection": "deny"}}
+    # moderation: the healer provider states no data policy, so it cannot take the text
+    with pytest.raises(openai.BadRequestError, match="whose data policy this request"):
+        srv.openai().chat.completions.create(
+            model="acme/json",
+            messages=[{"role": "user", "content": "hello"}],
+            extra_body={"plugins": [{"id": "moderation"}], **deny},
+        )
+    # a hosted engine may not take the query (a self-hosted SearXNG may)
+    config = {
+        "web_search": {"engine": "brave", "url": sim.url(""), "api_key_env": "SEARCH_KEY"},
+        "providers": [provider("healer", sim)],
+        "models": [{"id": "acme/json", "name": "J", "endpoints": [endpoint("healer", 1, 2)]}],
+    }
+    server = Server(tmp_path, config, env={"SEARCH_KEY": "k"})
+    try:
+        sim.reset()
+        with pytest.raises(openai.BadRequestError, match="sends the query to brave"):
+            searched(server, model="acme/json:online", extra_body={"provider": {"zdr": True}})
+        assert not sim.state()["received"]  # nothing left the server
+    finally:
+        server.stop()

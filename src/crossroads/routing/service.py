@@ -40,6 +40,7 @@ from crossroads.routing.plan import plan_request
 from crossroads.routing.relay import AnswerLeg, Leg, StreamLeg
 from crossroads.routing.run import Run, Sinks
 from crossroads.routing.tokens import estimate_prompt_tokens
+from crossroads.schema.catalog import DataPolicy
 from crossroads.schema.chat import ChatRequest
 from crossroads.telemetry.circuit import Circuits
 from crossroads.telemetry.stats import LiveStats
@@ -96,10 +97,21 @@ class InferenceService:
         if online:
             request = parse(body)
         plugins = plugins_of(request, online=online)  # one not implemented: 400 before work
+        private = _privacy(request)  # the request's data policy binds the plugins' services too
         if plugins.moderation:  # before anything is spent on it
             if self.moderator is None:
                 raise GatewayError(
                     400, "Plugin 'moderation' is not configured on this server (config: moderation)"
+                )
+            policy = self.moderator.provider.data_policy
+            if private and (
+                policy is None or not (policy.zdr if private == "zdr" else not policy.training)
+            ):
+                raise GatewayError(
+                    400,
+                    f"Plugin 'moderation' sends the input to {self.moderator.provider.name}, "
+                    f"whose data policy this request's provider.{_PRIVACY_FIELD[private]} does "
+                    "not allow",
                 )
             ctx.moderation_ms = await self.moderator.check(user_texts(body))
         citations: list[Result] = []
@@ -107,6 +119,14 @@ class InferenceService:
             if self.searcher is None:
                 raise GatewayError(
                     400, "Plugin 'web' is not configured on this server (config: web_search)"
+                )
+            engine = self.searcher.config.engine
+            if private and engine != "searxng":  # a hosted engine: the query leaves the server
+                raise GatewayError(
+                    400,
+                    f"Plugin 'web' sends the query to {engine}, which this request's "
+                    f"provider.{_PRIVACY_FIELD[private]} does not allow (a self-hosted SearXNG "
+                    "engine does)",
                 )
             citations = await self.searcher.search(query_of(body), plugins.web.max_results)
             body = with_results(body, citations, plugins.web.search_prompt)
@@ -172,6 +192,27 @@ class InferenceService:
     def stream(self, job: Job) -> ChatStream:
         run = Run(self.sinks, job, streamed=True)
         return ChatStream(attempt_loop(self.upstream, run, StreamLeg), run.abandon)
+
+
+_PRIVACY_FIELD = {"zdr": "zdr", "deny": "data_collection: deny"}
+
+
+def _privacy(request: ChatRequest) -> str | None:
+    """What the request's data policy asks of any service its text goes to: "zdr", "deny"
+    (no training on it), or None (nothing)."""
+    prefs = request.provider
+    if prefs is None:
+        return None
+    if prefs.zdr:
+        return "zdr"
+    return "deny" if prefs.data_collection == "deny" else None
+
+
+def _allows(policy: DataPolicy | None, private: str) -> bool:
+    """Whether a service of `policy` may take text under the request's data policy."""
+    if policy is None:  # unknown: it cannot satisfy a requirement
+        return False
+    return policy.zdr if private == "zdr" else not policy.training
 
 
 def _offline(body: dict[str, Any]) -> tuple[dict[str, Any], bool]:
