@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import openai
 import pytest
 
 from crossroads.schema.generation import GenerationRecord
@@ -147,3 +148,33 @@ def test_without_a_valid_key_it_is_a_401(srv: Server, headers: dict[str, str]) -
     r = listed(srv, headers)
     assert r.status_code == 401, r.text
     assert r.json()["error"]["code"] == 401
+
+
+def test_metadata_and_trace_are_kept_on_the_generation(srv: Server) -> None:
+    """The request's `metadata` and `trace`, sent through the openai SDK, come back from
+    GET /generation as they were sent; malformed ones are a 400 naming the field."""
+    key = srv.create_key("traced")["key"]
+    client = openai.OpenAI(base_url=srv.base_url, api_key=key, max_retries=0)
+    metadata = {"user_id": "u-123", "feature": "search"}
+    trace = {"trace_id": "t-1", "span_name": "answer", "custom": {"depth": 2}}
+    answer = client.chat.completions.create(
+        model="acme/paid",
+        messages=[{"role": "user", "content": "hello"}],
+        extra_body={"metadata": metadata, "trace": trace},
+    )
+
+    def shown() -> dict[str, Any] | None:
+        r = srv.get(f"/generation?id={answer.id}", key=key)
+        return r.json()["data"] if r.status_code == 200 else None
+
+    record = waited(shown, what="the generation")
+    assert (record["metadata"], record["trace"]) == (metadata, trace)
+    for bad in (
+        {"metadata": {f"k{n}": "v" for n in range(17)}},  # 16 pairs at most
+        {"metadata": {"k": "v" * 513}},  # 512 characters a value
+        {"metadata": {"k": 1}},  # text only
+        {"trace": {"blob": "x" * 5000}},  # 4 KB in all
+    ):
+        r = srv.post("/chat/completions", chat_body("acme/paid", **bad), key=key)
+        assert r.status_code == 400, (bad, r.text)
+        assert "metadata" in r.text or "trace" in r.text

@@ -591,7 +591,14 @@ async def test_migration_0002_fills_the_rollups_from_stored_records(database_url
     async with engine.begin() as conn:  # as version 0001 wrote them
         rows = [store.prepare(r.to_row()) for r in usage_batch()]
         for row in rows:  # columns of later revisions
-            del row["app_id"], row["balance_charged"], row["moderation_latency_ms"]
+            for later in (
+                "app_id",
+                "balance_charged",
+                "moderation_latency_ms",
+                "request_metadata",
+                "trace",
+            ):
+                del row[later]
         await conn.execute(tables.generations.insert(), rows)
     await migrate(engine)
     assert await usage_rows(engine) == EXPECTED_USAGE

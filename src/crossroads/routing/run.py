@@ -305,6 +305,8 @@ class Run:
                 error=outcome.error.error_object() if outcome.error else None,
                 balance_charged=charged,
                 moderation_latency_ms=ctx.moderation_ms,
+                request_metadata=request.metadata,
+                trace=request.trace,
             )
         )
 

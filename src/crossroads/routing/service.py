@@ -21,6 +21,8 @@ from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
+
 from crossroads.accounting.keys import ApiKey
 from crossroads.catalog import Catalog
 from crossroads.errors import GatewayError, StreamFailure
@@ -41,7 +43,7 @@ from crossroads.routing.relay import AnswerLeg, Leg, StreamLeg
 from crossroads.routing.run import Run, Sinks
 from crossroads.routing.tokens import estimate_prompt_tokens
 from crossroads.schema.catalog import DataPolicy
-from crossroads.schema.chat import ChatRequest
+from crossroads.schema.chat import MAX_TRACE_BYTES, ChatRequest
 from crossroads.telemetry.circuit import Circuits
 from crossroads.telemetry.stats import LiveStats
 
@@ -97,6 +99,8 @@ class InferenceService:
         if online:
             request = parse(body)
         plugins = plugins_of(request, online=online)  # one not implemented: 400 before work
+        if request.trace and len(orjson.dumps(request.trace)) > MAX_TRACE_BYTES:
+            raise GatewayError(400, f"Invalid request: 'trace' is over {MAX_TRACE_BYTES} bytes")
         private = _privacy(request)  # the request's data policy binds the plugins' services too
         if plugins.moderation:  # before anything is spent on it
             if self.moderator is None:

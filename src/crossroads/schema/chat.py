@@ -147,6 +147,11 @@ class ResponseFormat(Struct):
     grammar: str | None = None
 
 
+MAX_TRACE_BYTES = 4096  # a request's `trace`, as JSON, kept on its record
+MetadataKey = Annotated[str, Meta(min_length=1, max_length=64)]
+MetadataValue = Annotated[str, Meta(max_length=512)]
+
+
 class PdfOptions(Struct, kw_only=True):
     engine: str | None = None
 
@@ -237,6 +242,11 @@ class ChatRequest(Struct):
     user: Annotated[str, Meta(max_length=256)] | None = None
     session_id: Annotated[str, Meta(max_length=256)] | None = None
     plugins: Annotated[list[Plugin], Meta(max_length=16)] | None = None
+    # stored on the generation record as sent (GET /generation shows them), never forwarded
+    metadata: Annotated[dict[MetadataKey, MetadataValue], Meta(max_length=16)] | None = None
+    trace: Annotated[dict[Annotated[str, Meta(max_length=64)], Any], Meta(max_length=32)] | None = (
+        None
+    )
     transforms: Annotated[list[str], Meta(max_length=8)] | None = None
 
     @property

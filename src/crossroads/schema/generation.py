@@ -59,6 +59,8 @@ class GenerationRecord:
     # whether the cost was charged against the account's credits (the ledger gets a charge)
     balance_charged: bool = False
     moderation_latency_ms: float | None = None  # the moderation plugin's check, when asked
+    request_metadata: dict[str, str] | None = None  # the request's `metadata`, as sent
+    trace: dict[str, Any] | None = None  # the request's `trace`, as sent
 
     def to_row(self) -> dict[str, Any]:
         """Every field by name; shallow: the writer only reads."""
@@ -135,6 +137,8 @@ class GenerationRecord:
             "data_region": "global",
             "workspace_id": None,
             "session_id": self.session_id,
+            "metadata": self.request_metadata,
+            "trace": self.trace,
             "app_title": self.app_title,
             "attempts": self.attempts,
             "error": self.error,

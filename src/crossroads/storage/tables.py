@@ -88,6 +88,8 @@ generations = sa.Table(
     # (a database default, not SQLAlchemy's: a row without it is written as it was before)
     sa.Column("balance_charged", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Column("moderation_latency_ms", sa.Float, nullable=True),  # the moderation plugin's
+    sa.Column("request_metadata", sa.JSON, nullable=True),  # the request's `metadata`
+    sa.Column("trace", sa.JSON, nullable=True),  # the request's `trace`
 )
 
 # The apps requests came from: one row per normalized HTTP-Referer (storage/apps.py).
