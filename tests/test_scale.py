@@ -43,7 +43,7 @@ def haproxy_config(port: int, backends: list[int]) -> str:
     is retried on another replica only when it could not be sent (never one that may have
     been served: that could run, and charge, it twice)."""
     servers = "\n".join(
-        f"  server r{n} 127.0.0.1:{p} check inter 200ms fall 2 rise 1"
+        f"  server r{n} 127.0.0.1:{p} check inter 300ms fall 3 rise 1"
         for n, p in enumerate(backends)
     )
     return f"""global
@@ -53,6 +53,7 @@ defaults
   timeout connect 2s
   timeout client 60s
   timeout server 60s
+  timeout check 5s
   retries 3
   option redispatch
   retry-on conn-failure
@@ -209,7 +210,7 @@ def test_through_the_balancer_limits_revocations_and_statistics_are_shared(
     for server in (a, b):  # the one spend, read through either replica
         waited(partial(lambda s: usage(s, key_hash) == n * worst, server), what="the spend")
     # both replicas served: each wrote records of its own
-    waited(lambda: written(a) > 0 and written(b) > 0, what="records from both replicas")
+    waited(lambda: written(a) > 0 and written(b) > 0, timeout=30, what="records from both replicas")
     # the statistics of every request, whichever replica served it, on both
     seen = n  # attempts that reached the provider: the n served (the refused never left)
     for server in (a, b):
