@@ -14,6 +14,8 @@ from contextlib import closing
 from pathlib import Path
 from typing import Any, TypeVar
 
+import httpx
+
 from crossroads.accounting.money import to_pico
 from crossroads.storage import LedgerStore, make_engine
 from harness import BIN, HTTP, Server, Simulator, endpoint, provider
@@ -175,3 +177,17 @@ def ledger_charges(server: Server) -> dict[str, int]:
 def requests_of(sim: Simulator) -> int:
     """How many requests a simulated provider received since its last reset."""
     return int(sim.state()["counters"]["requests"])
+
+
+def management(server: Server, method: str, path: str, **kw: Any) -> httpx.Response:
+    """A request to the API with the server's management key."""
+    headers = {"Authorization": f"Bearer {server.management_key}"}
+    return HTTP.request(method, server.url("/api/v1" + path), headers=headers, **kw)
+
+
+def usage(server: Server, key_hash: str) -> int:
+    """The key's total spend as `GET /keys/{hash}` shows it, pico-USD."""
+    r = management(server, "GET", f"/keys/{key_hash}")
+    assert r.status_code == 200, r.text
+    spent: int = to_pico(r.json()["data"]["usage"])
+    return spent

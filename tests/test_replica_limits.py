@@ -24,6 +24,7 @@ import pytest
 
 from crossroads.accounting.money import to_pico, to_usd
 from harness import HTTP, RedisProcess, Server, Simulator, endpoint, provider
+from limits_setup import management, usage
 
 MODEL = "acme/meter"
 FREE = "acme/meter:free"
@@ -117,18 +118,6 @@ def chat(
     seconds = time.monotonic() - began
     cost = to_pico(r.json()["usage"]["cost"]) if r.status_code == 200 else 0
     return Answer(r.status_code, cost, seconds, r.text)
-
-
-def management(server: Server, method: str, path: str, **kw: Any) -> httpx.Response:
-    headers = {"Authorization": f"Bearer {server.management_key}"}
-    return HTTP.request(method, server.url("/api/v1" + path), headers=headers, **kw)
-
-
-def usage(server: Server, key_hash: str) -> int:
-    """The key's total spend as `GET /keys/{hash}` shows it, pico-USD."""
-    r = management(server, "GET", f"/keys/{key_hash}")
-    assert r.status_code == 200, r.text
-    return to_pico(r.json()["data"]["usage"])
 
 
 def limits_health(server: Server) -> dict[str, Any]:

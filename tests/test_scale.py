@@ -31,7 +31,7 @@ import yaml
 
 from crossroads.accounting.money import to_pico
 from harness import BIN, HTTP, RedisProcess, Server, Simulator, free_port
-from limits_setup import CLEAN_ENV, ENV, SERVER, chat_body, paid_catalog, waited
+from limits_setup import CLEAN_ENV, ENV, SERVER, chat_body, management, paid_catalog, usage, waited
 
 HAPROXY = shutil.which("haproxy") or "/usr/sbin/haproxy"
 TOKEN = to_pico(100 / 1e6)  # pico-USD per completion token of acme/flat
@@ -159,18 +159,6 @@ def topology(sims: dict[str, Simulator], tmp_path: Path, postgres_url: str) -> I
 def new_key(server: Server, **fields: Any) -> tuple[str, str]:
     created = server.create_key("scale", **fields)
     return created["key"], created["data"]["hash"]
-
-
-def management(server: Server, method: str, path: str, **kw: Any) -> httpx.Response:
-    headers = {"Authorization": f"Bearer {server.management_key}"}
-    return HTTP.request(method, server.url("/api/v1" + path), headers=headers, **kw)
-
-
-def usage(server: Server, key_hash: str) -> int:
-    r = management(server, "GET", f"/keys/{key_hash}")
-    assert r.status_code == 200, r.text
-    spent: int = to_pico(r.json()["data"]["usage"])
-    return spent
 
 
 def written(server: Server) -> int:

@@ -95,7 +95,7 @@ class InferenceService:
         if rails is not None:  # the key's guardrails force their policy onto the request
             body = guard_body(rails, body, resolve=self.catalog.canonical_id)
             request = parse(body)
-        body, online = _offline(body)  # `model:online`: the model, with the web plugin
+        body, online = _without_online_suffix(body)  # `model:online`: the web plugin on
         if online:
             request = parse(body)
         plugins = plugins_of(request, online=online)  # one not implemented: 400 before work
@@ -219,7 +219,7 @@ def _allows(policy: DataPolicy | None, private: str) -> bool:
     return policy.zdr if private == "zdr" else not policy.training
 
 
-def _offline(body: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+def _without_online_suffix(body: dict[str, Any]) -> tuple[dict[str, Any], bool]:
     """`body` with `:online` taken off its model ids, and whether any had it."""
     model, models = body.get("model"), body.get("models")
     named = [model, *(models if isinstance(models, list) else [])]
